@@ -1,0 +1,63 @@
+import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import type { Capabilities } from './capabilities.ts'
+import type { Config } from './config.ts'
+import { requireApiKey } from './http/auth.ts'
+import { registerErrorHandling } from './http/error-handler.ts'
+import { emulatorRoutes } from './http/routes/emulator.ts'
+import { execRoutes } from './http/routes/exec.ts'
+import { fileRoutes } from './http/routes/files.ts'
+import { notImplementedRoutes } from './http/routes/not-implemented.ts'
+import { runRoutes } from './http/routes/runs.ts'
+import { type Clock, realClock } from './sandboxes/clock.ts'
+import type { SandboxEngine } from './sandboxes/engine.ts'
+import type { InstanceIdentity } from './sandboxes/labels.ts'
+import { SandboxService } from './sandboxes/service.ts'
+
+export interface AppDeps {
+  config: Config
+  engine: SandboxEngine
+  identity: InstanceIdentity
+  capabilities: Capabilities
+  clock?: Clock
+}
+
+export interface App {
+  app: FastifyInstance
+  service: SandboxService
+}
+
+/** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
+export function buildApp(deps: AppDeps): App {
+  const { config, engine, identity } = deps
+  const app = Fastify({
+    logger: { level: config.logLevel },
+    // Requests are not logged one by one; the domain logs what it does to which sandbox.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Long execs are fine; the SDK waits up to 120 s for headers.
+    requestTimeout: 0,
+    bodyLimit: 8 * 1024 * 1024,
+  })
+  const service = new SandboxService({
+    engine,
+    clock: deps.clock ?? realClock,
+    pricing: config.pricing,
+    identity,
+    logger: app.log,
+    execOutputLimit: config.execOutputLimit,
+  })
+
+  registerErrorHandling(app)
+  app.register(
+    async (v1) => {
+      requireApiKey(v1, config.apiKeys)
+      runRoutes(v1, service)
+      execRoutes(v1, service)
+      notImplementedRoutes(v1)
+      v1.register(async (files) => fileRoutes(files, service, config.uploadLimit))
+    },
+    { prefix: '/v1' },
+  )
+  app.register(async (emu) => emulatorRoutes(emu, engine, () => deps.capabilities), { prefix: '/_emulator' })
+  app.addHook('onClose', async () => service.close())
+  return { app, service }
+}

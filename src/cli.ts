@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { loadConfig } from './config.ts'
+import { startServer } from './server.ts'
+
+const HELP = `isorun-emulator: a local Isorun runner backed by Docker
+
+Usage: isorun-emulator [options]
+
+  --port N         port to listen on; 0 = any free port   (ISORUN_EMULATOR_PORT, default 8731)
+  --host H         interface to listen on                 (ISORUN_EMULATOR_HOST, default localhost)
+  --data-dir DIR   where the emulator keeps its state     (ISORUN_EMULATOR_DATA_DIR)
+  --api-key KEY    accept only this key; repeatable       (ISORUN_EMULATOR_API_KEYS, comma-separated)
+                   without any, every non-empty bearer token is accepted
+  --log-level L    fatal|error|warn|info|debug|trace|silent (ISORUN_EMULATOR_LOG_LEVEL, default info)
+  -h, --help       this text
+`
+
+/** Sample key printed when any key is accepted. */
+const SAMPLE_KEY = 'isorun_local_dev'
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'api-key': { type: 'string', multiple: true },
+      'log-level': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(HELP)
+    return
+  }
+  // Flags win over the environment: they become the same variables.
+  const env = { ...process.env }
+  if (values.port !== undefined) env.ISORUN_EMULATOR_PORT = values.port
+  if (values.host !== undefined) env.ISORUN_EMULATOR_HOST = values.host
+  if (values['data-dir'] !== undefined) env.ISORUN_EMULATOR_DATA_DIR = values['data-dir']
+  if (values['api-key']?.length) env.ISORUN_EMULATOR_API_KEYS = values['api-key'].join(',')
+  if (values['log-level'] !== undefined) env.ISORUN_EMULATOR_LOG_LEVEL = values['log-level']
+
+  const config = loadConfig(env)
+  const server = await startServer(config)
+  process.stdout.write(
+    `isorun-emulator ready; point the isorun SDK at it with:\n` +
+      `ISORUN_API_URL=${server.apiUrl}\n` +
+      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_KEY}\n`,
+  )
+
+  let closing = false
+  const shutdown = (signal: string) => {
+    if (closing) return
+    closing = true
+    server.app.log.info({ signal }, 'shutting down; sandboxes keep running and are adopted on the next start')
+    server.close().then(
+      () => process.exit(0),
+      (err) => {
+        server.app.log.error({ err }, 'error while closing')
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`isorun-emulator: ${err instanceof Error ? err.message : String(err)}\n`)
+  process.exit(1)
+})

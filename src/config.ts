@@ -1,0 +1,103 @@
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { z } from 'zod'
+
+/**
+ * All settings, parsed once from an environment-like record (process.env by default, so tests pass
+ * their own). The CLI turns its flags into the same keys, so a flag and its variable behave alike.
+ * Each setting's default is stated beside it and in the README's configuration table.
+ */
+const ConfigSchema = z.object({
+  // Interface to listen on. `localhost` binds both 127.0.0.1 and ::1.
+  ISORUN_EMULATOR_HOST: z.string().min(1).default('localhost'),
+  // TCP port; 0 picks any free port (the banner prints the one chosen).
+  ISORUN_EMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(8731),
+  // Where the emulator keeps its own state (instance id, later snapshots, history, audit logs).
+  ISORUN_EMULATOR_DATA_DIR: z.string().min(1).optional(),
+  // Comma-separated API keys. Empty: any non-empty bearer token is accepted (each key still only
+  // sees its own sandboxes).
+  ISORUN_EMULATOR_API_KEYS: z
+    .string()
+    .default('')
+    .transform((s) =>
+      s
+        .split(',')
+        .map((k) => k.trim())
+        .filter(Boolean),
+    ),
+  // pino log level: fatal, error, warn, info, debug, trace, silent.
+  ISORUN_EMULATOR_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
+  // Price in US cents per vCPU-second of a sandbox's uptime (about $0.05 per vCPU-hour).
+  ISORUN_EMULATOR_PRICE_VCPU_SECOND_CENTS: z.coerce.number().min(0).default(0.0014),
+  // Price in US cents per GiB-second of a sandbox's memory allocation (about $0.016 per GiB-hour).
+  ISORUN_EMULATOR_PRICE_GIB_SECOND_CENTS: z.coerce.number().min(0).default(0.00045),
+  // Bytes of stdout and of stderr kept per exec; the rest is read and discarded (16 MiB each).
+  ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .default(16 * 1024 * 1024),
+  // Largest file accepted by files/upload, in bytes (1 GiB).
+  ISORUN_EMULATOR_UPLOAD_LIMIT: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .default(1024 * 1024 * 1024),
+  // How long an image pull may take before create gives up with a 400 naming the image.
+  ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
+  // Docker network sandboxes join.
+  ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
+})
+
+export interface PricingConfig {
+  vcpuSecondCents: number
+  gibSecondCents: number
+}
+
+export interface Config {
+  host: string
+  port: number
+  dataDir: string
+  apiKeys: string[]
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  pricing: PricingConfig
+  execOutputLimit: number
+  uploadLimit: number
+  pullTimeoutMs: number
+  network: string
+}
+
+export type ConfigEnv = Record<string, string | undefined>
+
+function defaultDataDir(env: ConfigEnv): string {
+  const base = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share')
+  return join(base, 'isorun-emulator')
+}
+
+export function loadConfig(env: ConfigEnv = process.env): Config {
+  // Treat empty strings as "unset" so `FOO= isorun-emulator` falls back to the default.
+  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
+  const parsed = ConfigSchema.safeParse(present)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new Error(`invalid configuration: ${issue?.path.join('.')}: ${issue?.message}`)
+  }
+  const c = parsed.data
+  return {
+    host: c.ISORUN_EMULATOR_HOST,
+    port: c.ISORUN_EMULATOR_PORT,
+    dataDir: c.ISORUN_EMULATOR_DATA_DIR ?? defaultDataDir(env),
+    apiKeys: c.ISORUN_EMULATOR_API_KEYS,
+    logLevel: c.ISORUN_EMULATOR_LOG_LEVEL,
+    pricing: {
+      vcpuSecondCents: c.ISORUN_EMULATOR_PRICE_VCPU_SECOND_CENTS,
+      gibSecondCents: c.ISORUN_EMULATOR_PRICE_GIB_SECOND_CENTS,
+    },
+    execOutputLimit: c.ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT,
+    uploadLimit: c.ISORUN_EMULATOR_UPLOAD_LIMIT,
+    pullTimeoutMs: c.ISORUN_EMULATOR_PULL_TIMEOUT_MS,
+    network: c.ISORUN_EMULATOR_NETWORK,
+  }
+}

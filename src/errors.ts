@@ -1,0 +1,74 @@
+/**
+ * The one error type of the emulator. Every failure a client can see is an EmulatorError with a stable
+ * `code`, an HTTP `status` and a message that names the problem; the HTTP error handler turns it into
+ * the single body shape `{ "error": { "code", "message", "details"? } }`.
+ */
+export type ErrorCode =
+  | 'unauthorized'
+  | 'forbidden'
+  | 'validation_failed'
+  | 'not_found'
+  | 'route_not_found'
+  | 'conflict'
+  | 'payload_too_large'
+  | 'unsupported_media_type'
+  | 'image_unavailable'
+  | 'not_a_file'
+  | 'not_a_directory'
+  | 'capability_unavailable'
+  | 'not_implemented'
+  | 'engine_unavailable'
+  | 'engine_error'
+  | 'internal'
+
+export class EmulatorError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly details: Record<string, unknown> | undefined
+
+  constructor(code: ErrorCode, status: number, message: string, details?: Record<string, unknown>) {
+    super(message)
+    this.name = 'EmulatorError'
+    this.code = code
+    this.status = status
+    this.details = details
+  }
+}
+
+/** Message templates live here, in one place, so the wording stays consistent across routes. */
+export const Errors = {
+  unauthorized: (why: string) => new EmulatorError('unauthorized', 401, why),
+  validation: (field: string, problem: string) =>
+    new EmulatorError('validation_failed', 400, `${field}: ${problem}`, { field }),
+  runNotFound: (id: string) => new EmulatorError('not_found', 404, `sandbox ${id} not found`, { id }),
+  snapshotNotFound: (id: string) => new EmulatorError('not_found', 404, `snapshot ${id} not found`, { id }),
+  pathNotFound: (path: string) =>
+    new EmulatorError('not_found', 404, `no such file or directory: ${path}`, { path }),
+  notAFile: (path: string) => new EmulatorError('not_a_file', 400, `not a regular file: ${path}`, { path }),
+  notADirectory: (path: string) =>
+    new EmulatorError('not_a_directory', 400, `not a directory: ${path}`, { path }),
+  conflict: (message: string, details?: Record<string, unknown>) =>
+    new EmulatorError('conflict', 409, message, details),
+  imageUnavailable: (image: string, why: string) =>
+    new EmulatorError(
+      'image_unavailable',
+      400,
+      `image ${image} is not available locally and could not be pulled: ${why}`,
+      {
+        image,
+      },
+    ),
+  notImplemented: (what: string) =>
+    new EmulatorError(
+      'not_implemented',
+      501,
+      `${what} is not implemented by this version of isorun-emulator`,
+    ),
+  engineUnavailable: (why: string) =>
+    new EmulatorError('engine_unavailable', 503, `the container engine is not reachable: ${why}`),
+  engine: (message: string) => new EmulatorError('engine_error', 500, message),
+}
+
+export function isEmulatorError(err: unknown): err is EmulatorError {
+  return err instanceof EmulatorError
+}

@@ -1,0 +1,44 @@
+import type { FastifyError, FastifyInstance } from 'fastify'
+import { type ErrorCode, isEmulatorError } from '../errors.ts'
+
+export interface ErrorBody {
+  error: { code: ErrorCode | string; message: string; details?: Record<string, unknown> }
+}
+
+const FASTIFY_CODES: Record<number, ErrorCode> = {
+  400: 'validation_failed',
+  404: 'route_not_found',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+}
+
+/**
+ * The single place errors become responses: one body shape for every failure. 4xx messages are shown
+ * as they are; 5xx details are logged with the request and replaced by a generic message, except for
+ * engine errors, whose message is what a user needs to fix their setup.
+ */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (isEmulatorError(err)) {
+      if (err.status >= 500) request.log.error({ err }, err.message)
+      const body: ErrorBody = { error: { code: err.code, message: err.message } }
+      if (err.details) body.error.details = err.details
+      return reply.status(err.status).send(body)
+    }
+    const status = err.statusCode ?? 500
+    if (status >= 400 && status < 500) {
+      const code = FASTIFY_CODES[status] ?? 'bad_request'
+      return reply.status(status).send({ error: { code, message: err.message } } satisfies ErrorBody)
+    }
+    request.log.error({ err }, 'unhandled error')
+    return reply.status(500).send({
+      error: { code: 'internal', message: 'internal error; see the emulator log' },
+    } satisfies ErrorBody)
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({
+      error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    } satisfies ErrorBody)
+  })
+}

@@ -1,0 +1,44 @@
+import type { FastifyInstance } from 'fastify'
+import { Errors } from '../../errors.ts'
+import { toRunRecord } from '../../sandboxes/sandbox.ts'
+import type { SandboxService } from '../../sandboxes/service.ts'
+import { CreateRunBody, PatchRunBody, RunParams } from '../schemas.ts'
+import { parse } from '../validate.ts'
+
+/** Sandbox lifecycle: create, list, get, keep-alive, destroy. */
+export function runRoutes(app: FastifyInstance, service: SandboxService): void {
+  app.post('/runs', async (request, reply) => {
+    const body = parse(CreateRunBody, request.body, 'body')
+    if (body.network || body.network_profile) {
+      // Accepting a policy and not enforcing it would be a lie; say so instead.
+      throw Errors.notImplemented('egress policy (network, network_profile)')
+    }
+    const sandbox = await service.create(request.owner, {
+      image: body.image,
+      vcpus: body.vcpus,
+      memMib: body.mem_mib,
+      diskMib: body.disk_mib,
+      timeoutSec: body.timeout,
+      credentials: body.credentials ?? {},
+    })
+    return reply.status(201).send(toRunRecord(sandbox))
+  })
+
+  app.get('/runs', async (request) => ({ runs: service.list(request.owner).map(toRunRecord) }))
+
+  app.get('/runs/:id', async (request) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    return toRunRecord(service.touch(request.owner, id))
+  })
+
+  app.patch('/runs/:id', async (request) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    const { timeout } = parse(PatchRunBody, request.body, 'body')
+    return toRunRecord(service.setTimeout(request.owner, id, timeout))
+  })
+
+  app.delete('/runs/:id', async (request) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    return service.destroy(request.owner, id)
+  })
+}

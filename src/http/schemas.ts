@@ -1,0 +1,75 @@
+import { z } from 'zod'
+
+/**
+ * Wire schemas, snake_case exactly as isorun@1.0.1 sends them. Defaults are the SDK's documented ones.
+ * Unknown fields are ignored, as a cloud API would.
+ */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
+
+export const NetworkPolicy = z.object({
+  allow: z.array(z.string().min(1).max(253)).max(1000).optional(),
+  deny: z.array(z.string().min(1).max(253)).max(1000).optional(),
+})
+
+export const CreateRunBody = z.object({
+  image: z.string().min(1).max(512).default('node:22-slim'),
+  vcpus: z.number().int().min(1).max(64).default(1),
+  mem_mib: z
+    .number()
+    .int()
+    .min(64)
+    .max(256 * 1024)
+    .default(1024),
+  disk_mib: z
+    .number()
+    .int()
+    .min(64)
+    .max(1024 * 1024)
+    .default(4096),
+  // Idle seconds before auto-destroy; 0 disables it.
+  timeout: z
+    .number()
+    .min(0)
+    .max(30 * 24 * 3600)
+    .default(300),
+  network: NetworkPolicy.optional(),
+  network_profile: z.string().min(1).max(128).optional(),
+  credentials: z
+    .record(
+      z.string().regex(ENV_NAME, 'must be a valid environment variable name'),
+      z.string().max(64 * 1024),
+    )
+    .optional(),
+})
+export type CreateRunBody = z.infer<typeof CreateRunBody>
+
+export const PatchRunBody = z.object({
+  timeout: z
+    .number()
+    .min(0)
+    .max(30 * 24 * 3600),
+})
+
+export const ExecBody = z.object({
+  command: z
+    .string()
+    .min(1)
+    .max(1024 * 1024),
+  // Seconds before the command is killed; the SDK's default is 30. 0 = no limit.
+  timeout: z
+    .number()
+    .min(0)
+    .max(24 * 3600)
+    .default(30),
+})
+
+export const RunParams = z.object({ id: z.string().min(1).max(128) })
+
+export const PathQuery = z.object({
+  path: z
+    .string()
+    .min(1)
+    .max(4096)
+    .refine((p) => p.startsWith('/'), 'must be an absolute path')
+    .refine((p) => !p.includes('\0'), 'must not contain NUL'),
+})

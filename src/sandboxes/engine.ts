@@ -1,0 +1,85 @@
+import type { Readable } from 'node:stream'
+
+/**
+ * The port between the sandbox domain and whatever runs sandboxes. Docker implements it
+ * (src/docker/docker-engine.ts); the domain and the HTTP layer only ever see this interface, so another
+ * engine (Podman, a remote Docker, a fake for HTTP tests) plugs in here. Implementations translate their
+ * own errors into EmulatorError at this boundary.
+ */
+export interface SandboxSpec {
+  runId: string
+  image: string
+  vcpus: number
+  memMib: number
+  diskMib: number
+  /** Environment for the sandbox's processes (credentials). Never logged, never returned. */
+  env: Record<string, string>
+  /** Facts needed to rebuild the sandbox record after an emulator restart. */
+  labels: Record<string, string>
+}
+
+export interface ExecRequest {
+  command: string
+  /** 0 = no limit. */
+  timeoutMs: number
+  /** Bytes of stdout and of stderr kept; the rest is drained and dropped. */
+  outputLimit: number
+}
+
+export interface ExecOutcome {
+  exitCode: number
+  stdout: Buffer
+  stderr: Buffer
+  timedOut: boolean
+  stdoutTruncated: boolean
+  stderrTruncated: boolean
+}
+
+export interface ResourceUsage {
+  cpuMs: number
+  memPeakBytes: number
+}
+
+export interface FileDownload {
+  size: number
+  stream: Readable
+}
+
+export interface EngineInfo {
+  engine: string
+  version: string
+  apiVersion: string
+  os: string
+  storageDriver: string
+  backingFs: string | undefined
+  cgroupVersion: string
+  experimental: boolean
+  rootDir: string
+}
+
+export interface ManagedSandbox {
+  containerId: string
+  state: 'running' | 'paused' | 'stopped'
+  labels: Record<string, string>
+}
+
+export interface SandboxEngine {
+  /** Resolves when the engine answers; throws engine_unavailable when it does not. */
+  ping(): Promise<void>
+  /** Throws engine_unavailable when the engine cannot be reached. */
+  info(): Promise<EngineInfo>
+  /** Makes the image present locally (pulling it if needed) or throws image_unavailable. */
+  ensureImage(image: string): Promise<void>
+  /** Creates and starts a sandbox; returns the engine's id for it. */
+  create(spec: SandboxSpec): Promise<string>
+  exec(containerId: string, request: ExecRequest): Promise<ExecOutcome>
+  writeFile(containerId: string, path: string, size: number, content: Readable): Promise<void>
+  readFile(containerId: string, path: string): Promise<FileDownload>
+  listDir(containerId: string, path: string): Promise<string[]>
+  /** Cumulative CPU time and peak memory from the sandbox's cgroup, read before removal. */
+  usage(containerId: string): Promise<ResourceUsage>
+  /** Removes the sandbox and its writable layer; a sandbox already gone counts as removed. */
+  remove(containerId: string): Promise<void>
+  /** Sandboxes carrying the given labels (used to rebuild state and reap leftovers). */
+  listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]>
+}

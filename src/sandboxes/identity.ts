@@ -1,0 +1,24 @@
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { InstanceIdentity } from './labels.ts'
+
+/**
+ * An emulator instance is its data dir: the id kept there labels every container it makes, so a
+ * restart on the same dir adopts them and another instance (another dir) never touches them.
+ */
+export function loadIdentity(dataDir: string): InstanceIdentity {
+  mkdirSync(dataDir, { recursive: true })
+  const dir = realpathSync(dataDir)
+  const file = join(dir, 'instance.json')
+  try {
+    const { instanceId } = JSON.parse(readFileSync(file, 'utf8')) as { instanceId?: unknown }
+    if (typeof instanceId === 'string' && /^[0-9a-f]{16}$/.test(instanceId))
+      return { instanceId, dataDir: dir }
+  } catch {
+    // No identity yet (or an unreadable one): make a new one below.
+  }
+  const instanceId = randomBytes(8).toString('hex')
+  writeFileSync(file, `${JSON.stringify({ instanceId }, null, 2)}\n`)
+  return { instanceId, dataDir: dir }
+}

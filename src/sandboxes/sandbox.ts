@@ -1,0 +1,49 @@
+/** A sandbox as the domain knows it. The container behind it is the engine's business. */
+export type SandboxStatus = 'running' | 'destroying'
+
+export interface Sandbox {
+  id: string
+  /** sha256 of the API key that created it; only that key can see it. */
+  owner: string
+  containerId: string
+  image: string
+  vcpus: number
+  memMib: number
+  diskMib: number
+  /** Idle seconds before auto-destroy; 0 disables it. */
+  timeoutSec: number
+  status: SandboxStatus
+  createdAt: number
+  createMs: number
+  /** Last API activity, for the idle timer. */
+  lastActivityAt: number
+  /** Operations in flight; a sandbox is never idle while one runs. */
+  inFlight: number
+}
+
+/** The run record, exactly as the SDK reads it (snake_case). */
+export interface RunRecord {
+  id: string
+  status: string
+  image: string
+  vcpus: number
+  mem_mib: number
+  disk_mib: number
+  create_ms: number
+  created_at: string
+  timeout: number
+}
+
+export function toRunRecord(s: Sandbox): RunRecord {
+  return {
+    id: s.id,
+    status: s.status === 'destroying' ? 'running' : s.status,
+    image: s.image,
+    vcpus: s.vcpus,
+    mem_mib: s.memMib,
+    disk_mib: s.diskMib,
+    create_ms: s.createMs,
+    created_at: new Date(s.createdAt).toISOString(),
+    timeout: s.timeoutSec,
+  }
+}

@@ -1,0 +1,99 @@
+import { createServer as createNetServer, type Server } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { buildApp } from './app.ts'
+import { describeCapabilities } from './capabilities.ts'
+import type { Config } from './config.ts'
+import { createDockerClient } from './docker/client.ts'
+import { DockerEngine } from './docker/docker-engine.ts'
+import type { Clock } from './sandboxes/clock.ts'
+import type { SandboxEngine } from './sandboxes/engine.ts'
+import { loadIdentity } from './sandboxes/identity.ts'
+import type { SandboxService } from './sandboxes/service.ts'
+
+export interface RunningServer {
+  /** The URL to give the SDK: `http://[::1]:PORT` on loopback, which skips the SDK's HTTP/3 attempt. */
+  apiUrl: string
+  port: number
+  app: FastifyInstance
+  service: SandboxService
+  close(): Promise<void>
+}
+
+export interface StartOptions {
+  engine?: SandboxEngine
+  clock?: Clock
+}
+
+const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '::', '0.0.0.0'])
+
+/**
+ * The URL clients should use. On loopback it is `[::1]`: the SDK's optional HTTP/3 transport first dials
+ * QUIC on port 443 of an IPv4 host and waits 10 s for it; an IPv6 literal makes it fall back at once.
+ */
+export function publicUrl(host: string, port: number): string {
+  if (LOOPBACK.has(host)) return `http://[::1]:${port}`
+  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`
+}
+
+/** Starts the emulator: checks the engine, adopts this data dir's sandboxes, listens. */
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
+  const identity = loadIdentity(config.dataDir)
+  const engine =
+    options.engine ??
+    new DockerEngine(createDockerClient(), { network: config.network, pullTimeoutMs: config.pullTimeoutMs })
+  const info = await engine.info()
+  const capabilities = describeCapabilities(info, config.execOutputLimit)
+  const { app, service } = buildApp({ config, engine, identity, capabilities, clock: options.clock })
+  app.log.info({ capabilities }, 'engine capabilities')
+
+  const recovered = await service.recover()
+  if (recovered.adopted || recovered.reaped) app.log.info(recovered, 'recovered sandboxes from the engine')
+
+  const listening = await listen(app, config.host, config.port)
+  return {
+    apiUrl: listening.url,
+    port: listening.port,
+    app,
+    service,
+    close: async () => {
+      listening.extra?.close()
+      await app.close()
+    },
+  }
+}
+
+/**
+ * `localhost` means both loopbacks on one port: ::1 (the fast URL for the SDK) and 127.0.0.1 (for every
+ * other client). Many hosts resolve localhost to 127.0.0.1 only, so both are bound explicitly; the IPv4
+ * socket hands its connections to the same HTTP server, upgrades included.
+ */
+async function listen(
+  app: FastifyInstance,
+  host: string,
+  port: number,
+): Promise<{ url: string; port: number; extra?: Server }> {
+  if (host !== 'localhost') {
+    await app.listen({ host, port })
+    const bound = boundPort(app.server.address(), port)
+    return { url: publicUrl(host, bound), port: bound }
+  }
+  try {
+    await app.listen({ host: '::1', port })
+  } catch (err) {
+    app.log.warn({ err }, 'cannot listen on ::1; using 127.0.0.1 only (the SDK will wait ~10 s on its first call)')
+    await app.listen({ host: '127.0.0.1', port })
+    const bound = boundPort(app.server.address(), port)
+    return { url: `http://127.0.0.1:${bound}`, port: bound }
+  }
+  const bound = boundPort(app.server.address(), port)
+  const extra = createNetServer((socket) => app.server.emit('connection', socket))
+  await new Promise<void>((resolve, reject) => {
+    extra.once('error', reject)
+    extra.listen({ host: '127.0.0.1', port: bound }, resolve)
+  })
+  return { url: publicUrl(host, bound), port: bound, extra }
+}
+
+function boundPort(address: ReturnType<Server['address']>, fallback: number): number {
+  return typeof address === 'object' && address ? address.port : fallback
+}
