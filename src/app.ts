@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import type { Capabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
+import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
@@ -47,6 +48,7 @@ export function buildApp(deps: AppDeps): App {
   })
 
   registerErrorHandling(app)
+  acceptEmptyJsonBodies(app)
   app.register(
     async (v1) => {
       requireApiKey(v1, config.apiKeys)
@@ -60,4 +62,24 @@ export function buildApp(deps: AppDeps): App {
   app.register(async (emu) => emulatorRoutes(emu, engine, () => deps.capabilities), { prefix: '/_emulator' })
   app.addHook('onClose', async () => service.close())
   return { app, service }
+}
+
+/**
+ * Like Fastify's JSON parser, but an empty body with a JSON content type (a bodiless POST or DELETE from
+ * some clients) means "no body" rather than a 400.
+ */
+function acceptEmptyJsonBodies(app: FastifyInstance): void {
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = (body as string).trim()
+    if (text === '') return done(null, undefined)
+    try {
+      done(null, JSON.parse(text))
+    } catch (err) {
+      done(
+        new EmulatorError('validation_failed', 400, `body: invalid JSON: ${(err as Error).message}`),
+        undefined,
+      )
+    }
+  })
 }

@@ -80,7 +80,10 @@ async function listen(
   try {
     await app.listen({ host: '::1', port })
   } catch (err) {
-    app.log.warn({ err }, 'cannot listen on ::1; using 127.0.0.1 only (the SDK will wait ~10 s on its first call)')
+    app.log.warn(
+      { err },
+      'cannot listen on ::1; using 127.0.0.1 only (the SDK will wait ~10 s on its first call)',
+    )
     await app.listen({ host: '127.0.0.1', port })
     const bound = boundPort(app.server.address(), port)
     return { url: `http://127.0.0.1:${bound}`, port: bound }

@@ -64,6 +64,10 @@ export class SandboxService {
     this.opts = opts
   }
 
+  get identity(): InstanceIdentity {
+    return this.opts.identity
+  }
+
   private get engine(): SandboxEngine {
     return this.opts.engine
   }

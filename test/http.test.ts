@@ -1,0 +1,232 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { type App, buildApp } from '../src/app.ts'
+import { describeCapabilities } from '../src/capabilities.ts'
+import { loadConfig } from '../src/config.ts'
+import { loadIdentity } from '../src/sandboxes/identity.ts'
+import { FakeEngine } from './support/fake-engine.ts'
+
+const dataDir = mkdtempSync(join(tmpdir(), 'isorun-http-test-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+function build(env: Record<string, string> = {}, engine = new FakeEngine()): App & { engine: FakeEngine } {
+  const config = loadConfig({
+    ISORUN_EMULATOR_DATA_DIR: dataDir,
+    ISORUN_EMULATOR_LOG_LEVEL: 'silent',
+    ...env,
+  })
+  const built = buildApp({
+    config,
+    engine,
+    identity: loadIdentity(dataDir),
+    capabilities: describeCapabilities(null, config.execOutputLimit),
+  })
+  return { ...built, engine }
+}
+
+const auth = (key = 'k1') => ({ authorization: `Bearer ${key}` })
+
+describe('HTTP layer (app.inject, no Docker)', () => {
+  let t: ReturnType<typeof build>
+  beforeEach(() => {
+    t = build()
+  })
+  afterEach(() => t.app.close())
+
+  const create = (body: unknown, key = 'k1') =>
+    t.app.inject({ method: 'POST', url: '/v1/runs', headers: auth(key), payload: body as object })
+
+  describe('auth', () => {
+    it('answers a /v1 request without a bearer token with 401 and the error shape', async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/runs' })
+      expect(res.statusCode).toBe(401)
+      expect(res.json()).toEqual({
+        error: { code: 'unauthorized', message: 'missing API key: send Authorization: Bearer <key>' },
+      })
+    })
+
+    it('accepts any non-empty key when none are configured', async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/runs', headers: auth('anything') })
+      expect(res.statusCode).toBe(200)
+      expect(res.json()).toEqual({ runs: [] })
+    })
+
+    it('accepts only configured keys when --api-key is given', async () => {
+      const strict = build({ ISORUN_EMULATOR_API_KEYS: 'good-1,good-2' })
+      const bad = await strict.app.inject({ method: 'GET', url: '/v1/runs', headers: auth('nope') })
+      expect(bad.statusCode).toBe(401)
+      expect(bad.json().error.message).toBe('invalid API key')
+      const good = await strict.app.inject({ method: 'GET', url: '/v1/runs', headers: auth('good-2') })
+      expect(good.statusCode).toBe(200)
+      await strict.app.close()
+    })
+
+    it('needs no auth for the emulator namespace', async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/_emulator/health' })
+      expect(res.statusCode).toBe(200)
+      expect(res.json()).toEqual({ status: 'ok' })
+    })
+  })
+
+  describe('validation', () => {
+    it.each([
+      [{ vcpus: 'two' }, 'body.vcpus'],
+      [{ vcpus: 0 }, 'body.vcpus'],
+      [{ mem_mib: 1.5 }, 'body.mem_mib'],
+      [{ disk_mib: -1 }, 'body.disk_mib'],
+      [{ timeout: -5 }, 'body.timeout'],
+      [{ image: '' }, 'body.image'],
+      [{ credentials: { 'BAD NAME': 'x' } }, 'body.credentials.BAD NAME'],
+      [{ network: { allow: 'example.com' } }, 'body.network.allow'],
+    ])('rejects create body %j with a 400 naming %s', async (body, field) => {
+      const res = await create(body)
+      expect(res.statusCode).toBe(400)
+      const err = res.json().error
+      expect(err.code).toBe('validation_failed')
+      expect(err.details.field).toBe(field)
+      expect(err.message.startsWith(`${field}:`)).toBe(true)
+      expect(t.engine.created).toHaveLength(0)
+    })
+
+    it('applies the SDK defaults to an empty body', async () => {
+      const res = await create({})
+      expect(res.statusCode).toBe(201)
+      expect(res.json()).toMatchObject({
+        image: 'node:22-slim',
+        vcpus: 1,
+        mem_mib: 1024,
+        disk_mib: 4096,
+        timeout: 300,
+      })
+      expect(t.engine.created[0]?.env).toEqual({})
+    })
+
+    it('rejects malformed JSON with a 400 in the same shape', async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/v1/runs',
+        headers: { ...auth(), 'content-type': 'application/json' },
+        payload: '{"image": ',
+      })
+      expect(res.statusCode).toBe(400)
+      expect(res.json().error.code).toBe('validation_failed')
+      expect(res.json().error.message).toMatch(/^body: invalid JSON/)
+    })
+
+    it('rejects an exec without a command and a file path that is not absolute', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      const exec = await t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/exec`,
+        headers: auth(),
+        payload: {},
+      })
+      expect(exec.statusCode).toBe(400)
+      expect(exec.json().error.details.field).toBe('body.command')
+      const file = await t.app.inject({
+        method: 'GET',
+        url: `/v1/runs/${id}/files?path=etc`,
+        headers: auth(),
+      })
+      expect(file.statusCode).toBe(400)
+      expect(file.json().error.message).toBe('query.path: must be an absolute path')
+      const missing = await t.app.inject({
+        method: 'GET',
+        url: `/v1/runs/${id}/files/download`,
+        headers: auth(),
+      })
+      expect(missing.statusCode).toBe(400)
+      expect(missing.json().error.details.field).toBe('query.path')
+    })
+
+    it('refuses an egress policy it does not enforce yet, with a 501 naming it', async () => {
+      const res = await create({ network_profile: 'none' })
+      expect(res.statusCode).toBe(501)
+      expect(res.json().error).toMatchObject({ code: 'not_implemented' })
+      expect(res.json().error.message).toContain('egress policy')
+    })
+  })
+
+  describe('error mapping', () => {
+    it('maps an unknown run to 404 and another key’s run to the same 404', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      const unknown = await t.app.inject({
+        method: 'GET',
+        url: '/v1/runs/run00000000000000000000',
+        headers: auth(),
+      })
+      expect(unknown.statusCode).toBe(404)
+      expect(unknown.json().error).toEqual({
+        code: 'not_found',
+        message: 'sandbox run00000000000000000000 not found',
+        details: { id: 'run00000000000000000000' },
+      })
+      const foreign = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: auth('k2') })
+      expect(foreign.statusCode).toBe(404)
+    })
+
+    it('maps an image that cannot be had to 400 image_unavailable naming it', async () => {
+      const res = await create({ image: 'missing/thing:1' })
+      expect(res.statusCode).toBe(400)
+      expect(res.json().error.code).toBe('image_unavailable')
+      expect(res.json().error.message).toContain('missing/thing:1')
+    })
+
+    it('answers an unknown route with a JSON 404', async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/nothing-here', headers: auth() })
+      expect(res.statusCode).toBe(404)
+      expect(res.json().error.code).toBe('route_not_found')
+    })
+
+    it('reports an unreachable engine as 503 on health', async () => {
+      t.engine.reachable = false
+      const res = await t.app.inject({ method: 'GET', url: '/_emulator/health' })
+      expect(res.statusCode).toBe(503)
+      expect(res.json().error.code).toBe('engine_unavailable')
+      expect(res.json().error.message).toContain('docker.sock')
+    })
+
+    it('uploads any content type as raw bytes, JSON included, and rejects oversize uploads with 413', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      const json = await t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/files/upload?path=/a.json`,
+        headers: { ...auth(), 'content-type': 'application/json' },
+        payload: '{"not": "parsed"}',
+      })
+      expect(json.statusCode).toBe(204)
+      const down = await t.app.inject({
+        method: 'GET',
+        url: `/v1/runs/${id}/files/download?path=/a.json`,
+        headers: auth(),
+      })
+      expect(down.body).toBe('{"not": "parsed"}')
+      const small = build({ ISORUN_EMULATOR_UPLOAD_LIMIT: '10' }, t.engine)
+      const id2 = (
+        await small.app.inject({
+          method: 'POST',
+          url: '/v1/runs',
+          headers: auth(),
+          payload: { image: 'busybox:latest' },
+        })
+      ).json().id
+      const big = await small.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id2}/files/upload?path=/big`,
+        headers: { ...auth(), 'content-type': 'application/octet-stream' },
+        payload: Buffer.alloc(11),
+      })
+      expect(big.statusCode).toBe(413)
+      expect(big.json().error.code).toBe('payload_too_large')
+      await small.app.close()
+    })
+
+    it('answers the routes still to be built with 501, never a fake success', async () => {
+      const res = await t.app.inject({ method: 'GET', url: '/v1/usage', headers: auth() })
+      expect(res.statusCode).toBe(501)
+      expect(res.json().error.code).toBe('not_implemented')
+    })
+  })
+})

@@ -1,0 +1,90 @@
+import { Readable } from 'node:stream'
+import { Errors } from '../../src/errors.ts'
+import type {
+  EngineInfo,
+  ExecOutcome,
+  ExecRequest,
+  FileDownload,
+  ManagedSandbox,
+  ResourceUsage,
+  SandboxEngine,
+  SandboxSpec,
+} from '../../src/sandboxes/engine.ts'
+
+/**
+ * An in-memory SandboxEngine for the HTTP-layer tests (validation, auth, error mapping), which need no
+ * containers. Anything that would need a real guest is answered from simple maps.
+ */
+export class FakeEngine implements SandboxEngine {
+  reachable = true
+  readonly created: SandboxSpec[] = []
+  readonly files = new Map<string, Buffer>()
+  readonly removed: string[] = []
+
+  async ping(): Promise<void> {
+    if (!this.reachable) throw Errors.engineUnavailable('connect ENOENT /var/run/docker.sock')
+  }
+
+  async info(): Promise<EngineInfo> {
+    await this.ping()
+    return {
+      engine: 'fake',
+      version: '0',
+      apiVersion: '0',
+      os: 'fake',
+      storageDriver: 'none',
+      backingFs: undefined,
+      cgroupVersion: '1',
+      experimental: false,
+      rootDir: '/nowhere',
+    }
+  }
+
+  async ensureImage(image: string): Promise<void> {
+    if (image.startsWith('missing/')) throw Errors.imageUnavailable(image, 'not found')
+  }
+
+  async create(spec: SandboxSpec): Promise<string> {
+    this.created.push(spec)
+    return `fake-${spec.runId}`
+  }
+
+  async exec(_containerId: string, request: ExecRequest): Promise<ExecOutcome> {
+    return {
+      exitCode: 0,
+      stdout: Buffer.from(request.command),
+      stderr: Buffer.alloc(0),
+      timedOut: false,
+      stdoutTruncated: false,
+      stderrTruncated: false,
+    }
+  }
+
+  async writeFile(containerId: string, path: string, _size: number, content: Readable): Promise<void> {
+    const chunks: Buffer[] = []
+    for await (const chunk of content) chunks.push(chunk as Buffer)
+    this.files.set(`${containerId}:${path}`, Buffer.concat(chunks))
+  }
+
+  async readFile(containerId: string, path: string): Promise<FileDownload> {
+    const data = this.files.get(`${containerId}:${path}`)
+    if (!data) throw Errors.pathNotFound(path)
+    return { size: data.length, stream: Readable.from([data]) }
+  }
+
+  async listDir(_containerId: string, path: string): Promise<string[]> {
+    throw Errors.pathNotFound(path)
+  }
+
+  async usage(): Promise<ResourceUsage> {
+    return { cpuMs: 1, memPeakBytes: 2 }
+  }
+
+  async remove(containerId: string): Promise<void> {
+    this.removed.push(containerId)
+  }
+
+  async listManaged(): Promise<ManagedSandbox[]> {
+    return []
+  }
+}

@@ -1,0 +1,70 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import Docker from 'dockerode'
+import type { TestProject } from 'vitest/node'
+import { loadConfig } from '../../src/config.ts'
+import { LABEL } from '../../src/sandboxes/labels.ts'
+import { startServer } from '../../src/server.ts'
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The running emulator's URL (the fast [::1] form), or '' when Docker is missing. */
+    apiUrl: string
+    /** Why the Docker-backed tests are skipped; '' when they run. */
+    dockerSkipReason: string
+    instanceId: string
+  }
+}
+
+const repoRoot = join(import.meta.dirname, '..', '..')
+
+/**
+ * Starts one emulator for the whole run on a real Docker engine, after building the fixture images.
+ * Without Docker the SDK tests are skipped with the reason printed, unless ISORUN_REQUIRE_DOCKER=1
+ * (CI sets it), in which case the run fails. At the end it checks that no test left a container behind.
+ */
+export default async function setup(project: TestProject) {
+  const docker = new Docker()
+  try {
+    await docker.ping()
+  } catch (err) {
+    const reason = `no Docker engine reachable (${(err as Error).message}); run scripts/provision.sh`
+    if (process.env.ISORUN_REQUIRE_DOCKER === '1') throw new Error(reason)
+    console.warn(`\n[isorun-emulator tests] SKIPPING every Docker-backed test: ${reason}\n`)
+    project.provide('dockerSkipReason', reason)
+    project.provide('apiUrl', '')
+    project.provide('instanceId', '')
+    return
+  }
+
+  execFileSync('bash', [join(repoRoot, 'fixtures', 'build-images.sh')], { stdio: 'inherit' })
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-emulator-test-'))
+  const config = loadConfig({
+    ISORUN_EMULATOR_PORT: '0',
+    ISORUN_EMULATOR_DATA_DIR: dataDir,
+    ISORUN_EMULATOR_LOG_LEVEL: process.env.ISORUN_EMULATOR_LOG_LEVEL ?? 'warn',
+  })
+  const server = await startServer(config)
+  const { instanceId } = server.service.identity
+  project.provide('apiUrl', server.apiUrl)
+  project.provide('dockerSkipReason', '')
+  project.provide('instanceId', instanceId)
+
+  return async () => {
+    await server.close()
+    const left = await docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.instance}=${instanceId}`] },
+    })
+    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    rmSync(dataDir, { recursive: true, force: true })
+    if (left.length > 0) {
+      throw new Error(
+        `tests left ${left.length} sandbox container(s) behind: ${left.map((c) => c.Names[0]).join(', ')}`,
+      )
+    }
+  }
+}
