@@ -11,6 +11,7 @@ import type {
   SandboxEngine,
   SandboxSpec,
 } from '../sandboxes/engine.ts'
+import { readCgroupUsage } from './cgroup-usage.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
@@ -34,6 +35,7 @@ export class DockerEngine implements SandboxEngine {
   private readonly docker: Docker
   private readonly opts: DockerEngineOptions
   private hostCpus: number | undefined
+  private cgroupVersion = '1'
 
   constructor(docker: Docker, opts: DockerEngineOptions) {
     this.docker = docker
@@ -52,6 +54,7 @@ export class DockerEngine implements SandboxEngine {
     try {
       const [info, version] = await Promise.all([this.docker.info(), this.docker.version()])
       this.hostCpus = info.NCPU
+      this.cgroupVersion = String(info.CgroupVersion ?? '1')
       const driverStatus = (info.DriverStatus ?? []) as [string, string][]
       return {
         engine: 'docker',
@@ -60,7 +63,7 @@ export class DockerEngine implements SandboxEngine {
         os: `${info.OperatingSystem} (${info.KernelVersion})`,
         storageDriver: info.Driver,
         backingFs: driverStatus.find(([k]) => k === 'Backing Filesystem')?.[1],
-        cgroupVersion: String(info.CgroupVersion ?? '1'),
+        cgroupVersion: this.cgroupVersion,
         experimental: Boolean(info.ExperimentalBuild),
         rootDir: info.DockerRootDir,
       }
@@ -174,6 +177,8 @@ export class DockerEngine implements SandboxEngine {
   }
 
   async usage(containerId: string): Promise<ResourceUsage> {
+    const fast = await readCgroupUsage(containerId, this.cgroupVersion)
+    if (fast) return fast
     try {
       // one-shot: read the counters once instead of waiting a second for a second CPU sample.
       const stats = (await this.docker

@@ -1,0 +1,27 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** Runs the emulator as its own process, as a user would, so it does not share the bench's event loop. */
+export async function startEmulatorProcess(): Promise<{
+  apiUrl: string
+  child: ChildProcess
+  dataDir: string
+}> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-bench-'))
+  const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
+  const child = spawn(process.execPath, [cli, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const apiUrl = await new Promise<string>((resolve, reject) => {
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString()
+      const m = /ISORUN_API_URL=(\S+)/.exec(out)
+      if (m?.[1]) resolve(m[1])
+    })
+    child.once('exit', (code) => reject(new Error(`emulator exited with ${code}`)))
+  })
+  return { apiUrl, child, dataDir }
+}

@@ -1,0 +1,110 @@
+/**
+ * `npm run bench`: times the emulator through the real SDK against the same work on the raw Docker
+ * Engine API, in one run on one machine, alternating rounds so both see the same noise. Prints a table
+ * and writes bench/results.json.
+ */
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { Isorun } from 'isorun'
+import { startEmulatorProcess } from './emulator-process.ts'
+import { RawDocker } from './raw-docker.ts'
+import { median, percentile, timed } from './stats.ts'
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15)
+const IMAGE = process.env.BENCH_IMAGE ?? 'busybox:latest'
+
+interface Row {
+  name: string
+  emulator: number[]
+  raw: number[]
+}
+
+function summarize(row: Row) {
+  const em = median(row.emulator)
+  const raw = median(row.raw)
+  return {
+    name: row.name,
+    emulator_p50_ms: round(em),
+    emulator_p99_ms: round(percentile(row.emulator, 99)),
+    raw_p50_ms: round(raw),
+    raw_p99_ms: round(percentile(row.raw, 99)),
+    ratio: round(em / raw, 3),
+    samples: row.emulator.length,
+  }
+}
+
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits
+
+async function main() {
+  const raw = new RawDocker()
+  const { apiUrl, child } = await startEmulatorProcess()
+  const isorun = new Isorun({ apiUrl, apiKey: 'isorun_bench' })
+  const rows: Record<string, Row> = {}
+  const row = (name: string) => {
+    rows[name] ??= { name, emulator: [], raw: [] }
+    return rows[name]
+  }
+
+  try {
+    // Warm both paths once (image cache, connection pools) before measuring.
+    await (await isorun.create({ image: IMAGE })).destroy()
+    await raw.destroy(await raw.create(IMAGE))
+
+    for (let i = 0; i < ROUNDS; i++) {
+      // Alternate which side goes first in each round.
+      const order = i % 2 === 0 ? (['emulator', 'raw'] as const) : (['raw', 'emulator'] as const)
+      for (const side of order) {
+        if (side === 'emulator') {
+          const [tc, s] = await timed(() => isorun.create({ image: IMAGE }))
+          row('create').emulator.push(tc)
+          const [te] = await timed(() => s.exec('true'))
+          row('exec true').emulator.push(te)
+          const [tm, out] = await timed(() => s.exec('head -c 1048576 /dev/zero | tr "\\0" a'))
+          if (out.stdout.length !== 1048576) throw new Error('emulator exec 1 MB: wrong output size')
+          row('exec 1 MB output').emulator.push(tm)
+          const [td] = await timed(() => s.destroy())
+          row('destroy').emulator.push(td)
+        } else {
+          const [tc, c] = await timed(() => raw.create(IMAGE))
+          row('create').raw.push(tc)
+          const [te] = await timed(() => raw.exec(c, 'true'))
+          row('exec true').raw.push(te)
+          const [tm, out] = await timed(() => raw.exec(c, 'head -c 1048576 /dev/zero | tr "\\0" a'))
+          if (out.bytes < 1048576) throw new Error('raw exec 1 MB: wrong output size')
+          row('exec 1 MB output').raw.push(tm)
+          const [td] = await timed(() => raw.destroy(c))
+          row('destroy').raw.push(td)
+        }
+      }
+    }
+  } finally {
+    isorun.close()
+    child.kill('SIGTERM')
+    await raw.cleanup()
+  }
+
+  const results = Object.values(rows).map(summarize)
+  const machine = { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gib: round(totalmem() / 2 ** 30) }
+  console.log(
+    `\nisorun-emulator bench: ${ROUNDS} rounds, image ${IMAGE}, ${machine.cpus} cores (${machine.cpu_model})\n`,
+  )
+  console.log('| operation | emulator p50 ms | raw Docker p50 ms | ratio | emulator p99 ms | raw p99 ms |')
+  console.log('|---|---:|---:|---:|---:|---:|')
+  for (const r of results) {
+    console.log(
+      `| ${r.name} | ${r.emulator_p50_ms} | ${r.raw_p50_ms} | ${r.ratio}x | ${r.emulator_p99_ms} | ${r.raw_p99_ms} |`,
+    )
+  }
+  const file = join(import.meta.dirname, 'results.json')
+  writeFileSync(
+    file,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results }, null, 2)}\n`,
+  )
+  console.log(`\nwritten to ${file}`)
+}
+
+main().catch((err) => {
+  console.error(err)
+  process.exit(1)
+})
