@@ -5,6 +5,7 @@ import { Errors } from '../errors.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
 import type { FileDownload, SandboxEngine } from './engine.ts'
+import { type SandboxEventName, SandboxEvents } from './events.ts'
 import { newRunId } from './ids.ts'
 import { type InstanceIdentity, LABEL, sandboxFromLabels, sandboxLabels } from './labels.ts'
 import type { Sandbox } from './sandbox.ts'
@@ -59,6 +60,7 @@ export class SandboxService {
   private readonly sandboxes = new Map<string, Sandbox>()
   private readonly idleTimers = new Map<string, () => void>()
   private readonly opts: SandboxServiceOptions
+  readonly events = new SandboxEvents()
 
   constructor(opts: SandboxServiceOptions) {
     this.opts = opts
@@ -156,6 +158,15 @@ export class SandboxService {
       { runId: sandbox.id, containerId, image: sandbox.image, createMs: sandbox.createMs },
       'sandbox created',
     )
+    this.emit('sandbox.created', sandbox, {
+      image: sandbox.image,
+      vcpus: sandbox.vcpus,
+      mem_mib: sandbox.memMib,
+      disk_mib: sandbox.diskMib,
+      timeout: sandbox.timeoutSec,
+      // Names only: credential values never leave the sandbox's environment.
+      credentials: Object.keys(input.credentials),
+    })
     return sandbox
   }
 
@@ -181,6 +192,7 @@ export class SandboxService {
   setTimeout(owner: string, id: string, timeoutSec: number): Sandbox {
     const s = this.get(owner, id)
     s.timeoutSec = timeoutSec
+    this.emit('timeout.set', s, { timeout: timeoutSec })
     return this.touch(owner, id)
   }
 
@@ -213,11 +225,14 @@ export class SandboxService {
       cost_cents: costCents(this.opts.pricing, s.vcpus, s.memMib, uptimeMs),
     }
     this.log.info({ ...log, ...result }, 'sandbox destroyed')
+    this.emit('sandbox.destroyed', s, { reason, ...result })
     return result
   }
 
   async exec(owner: string, id: string, command: string, timeoutSec: number): Promise<ExecResult> {
     return this.withActivity(owner, id, async (s) => {
+      const started = this.opts.clock.now()
+      this.emit('exec.start', s, { command, timeout: timeoutSec })
       const out = await this.engine.exec(s.containerId, {
         command,
         timeoutMs: Math.round(timeoutSec * 1000),
@@ -229,12 +244,22 @@ export class SandboxService {
       if (out.stderrTruncated) stderr += `\n[isorun-emulator: stderr truncated to its first ${limit} bytes]\n`
       if (out.timedOut)
         stderr += `\n[isorun-emulator: command timed out after ${timeoutSec}s and was killed]\n`
+      this.emit('exec.end', s, {
+        exit_code: out.exitCode,
+        timed_out: out.timedOut,
+        duration_ms: this.opts.clock.now() - started,
+        stdout_bytes: out.stdout.length,
+        stderr_bytes: out.stderr.length,
+      })
       return { exit_code: out.exitCode, stdout: out.stdout.toString('utf8'), stderr }
     })
   }
 
   async writeFile(owner: string, id: string, path: string, size: number, content: Readable): Promise<void> {
-    await this.withActivity(owner, id, (s) => this.engine.writeFile(s.containerId, path, size, content))
+    await this.withActivity(owner, id, async (s) => {
+      await this.engine.writeFile(s.containerId, path, size, content)
+      this.emit('file.write', s, { path, size })
+    })
   }
 
   async readFile(owner: string, id: string, path: string): Promise<FileDownload> {
@@ -249,6 +274,12 @@ export class SandboxService {
   close(): void {
     for (const cancel of this.idleTimers.values()) cancel()
     this.idleTimers.clear()
+  }
+
+  private emit(event: SandboxEventName, sandbox: Sandbox, data: Record<string, unknown> = {}): void {
+    this.events.emit({ event, sandbox, at: this.opts.clock.now(), data }, (err) =>
+      this.log.error({ runId: sandbox.id, event, err }, 'sandbox event listener failed'),
+    )
   }
 
   /** Runs an operation on a running sandbox; it counts as activity and the sandbox is never idle meanwhile. */
