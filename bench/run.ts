@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { startEmulatorProcess } from './emulator-process.ts'
+import { benchProxy, type ProxyBenchRow, printProxyTable } from './proxy.ts'
 import { RawDocker } from './raw-docker.ts'
 import { median, percentile, timed } from './stats.ts'
 
@@ -41,6 +42,7 @@ async function main() {
   const { apiUrl, child } = await startEmulatorProcess()
   const isorun = new Isorun({ apiUrl, apiKey: 'isorun_bench' })
   const rows: Record<string, Row> = {}
+  let proxyRows: ProxyBenchRow[] = []
   const row = (name: string) => {
     rows[name] ??= { name, emulator: [], raw: [] }
     return rows[name]
@@ -78,6 +80,8 @@ async function main() {
         }
       }
     }
+    // url(port): through the emulator's proxy vs straight to the container's IP.
+    proxyRows = await benchProxy(apiUrl, isorun)
   } finally {
     isorun.close()
     child.kill('SIGTERM')
@@ -96,10 +100,11 @@ async function main() {
       `| ${r.name} | ${r.emulator_p50_ms} | ${r.raw_p50_ms} | ${r.ratio}x | ${r.emulator_p99_ms} | ${r.raw_p99_ms} |`,
     )
   }
+  printProxyTable(proxyRows)
   const file = join(import.meta.dirname, 'results.json')
   writeFileSync(
     file,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows }, null, 2)}\n`,
   )
   console.log(`\nwritten to ${file}`)
 }

@@ -8,7 +8,9 @@ import { emulatorRoutes } from './http/routes/emulator.ts'
 import { execRoutes } from './http/routes/exec.ts'
 import { fileRoutes } from './http/routes/files.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
+import { proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
+import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
@@ -25,6 +27,8 @@ export interface AppDeps {
 export interface App {
   app: FastifyInstance
   service: SandboxService
+  /** url(port)'s connections into sandboxes; `closeConnections(runId)` before a checkpoint. */
+  proxy: GuestProxy
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -60,8 +64,15 @@ export function buildApp(deps: AppDeps): App {
     { prefix: '/v1' },
   )
   app.register(async (emu) => emulatorRoutes(emu, engine, () => deps.capabilities), { prefix: '/_emulator' })
+  // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
+  const proxy = new GuestProxy()
+  proxy.followLifecycle(service.events)
+  app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
+  proxyUpgrades(app.server, service, proxy, app.log)
+  // Before the server waits for its connections to end: proxied streams and WebSockets never would.
+  app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => service.close())
-  return { app, service }
+  return { app, service, proxy }
 }
 
 /**

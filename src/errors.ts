@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'not_implemented'
   | 'engine_unavailable'
   | 'engine_error'
+  | 'bad_gateway'
   | 'internal'
 
 export class EmulatorError extends Error {
@@ -67,6 +68,11 @@ export const Errors = {
   engineUnavailable: (why: string) =>
     new EmulatorError('engine_unavailable', 503, `the container engine is not reachable: ${why}`),
   engine: (message: string) => new EmulatorError('engine_error', 500, message),
+  badGateway: (id: string, port: number, why: string) =>
+    new EmulatorError('bad_gateway', 502, `nothing answered on port ${port} of sandbox ${id}: ${why}`, {
+      id,
+      port,
+    }),
 }
 
 export function isEmulatorError(err: unknown): err is EmulatorError {

@@ -221,6 +221,25 @@ export class DockerEngine implements SandboxEngine {
       throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
     }
   }
+
+  async address(containerId: string): Promise<string> {
+    let info: Docker.ContainerInspectInfo
+    try {
+      info = await this.docker.getContainer(containerId).inspect()
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+    const networks = info.NetworkSettings?.Networks ?? {}
+    // The configured network first; a sandbox attached to more networks is reachable on any of them.
+    const ip =
+      networks[this.opts.network]?.IPAddress || Object.values(networks).find((n) => n?.IPAddress)?.IPAddress
+    if (ip) return ip
+    // `--network host` shares the host's stack: the guest's ports are the host's.
+    if (info.HostConfig?.NetworkMode === 'host') return '127.0.0.1'
+    throw Errors.engine(
+      `sandbox container ${containerId.slice(0, 12)} has no IP address on network ${this.opts.network}`,
+    )
+  }
 }
 
 interface DockerStats {

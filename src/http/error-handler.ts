@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { type ErrorCode, isEmulatorError } from '../errors.ts'
+import { type EmulatorError, type ErrorCode, isEmulatorError } from '../errors.ts'
 
 export interface ErrorBody {
   error: { code: ErrorCode | string; message: string; details?: Record<string, unknown> }
@@ -20,10 +20,9 @@ const FASTIFY_CODES: Record<number, ErrorCode> = {
 export function registerErrorHandling(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     if (isEmulatorError(err)) {
-      if (err.status >= 500) request.log.error({ err }, err.message)
-      const body: ErrorBody = { error: { code: err.code, message: err.message } }
-      if (err.details) body.error.details = err.details
-      return reply.status(err.status).send(body)
+      // A 502 from url(port) is the guest's state (nothing listening yet), not the emulator's failure.
+      if (err.status >= 500 && err.code !== 'bad_gateway') request.log.error({ err }, err.message)
+      return reply.status(err.status).send(errorBody(err))
     }
     const status = err.statusCode ?? 500
     if (status >= 400 && status < 500) {
@@ -41,4 +40,11 @@ export function registerErrorHandling(app: FastifyInstance): void {
       error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
     } satisfies ErrorBody)
   })
+}
+
+/** The one error body shape, also for answers written straight to a socket (upgrade requests). */
+export function errorBody(err: EmulatorError): ErrorBody {
+  const body: ErrorBody = { error: { code: err.code, message: err.message } }
+  if (err.details) body.error.details = err.details
+  return body
 }

@@ -63,6 +63,14 @@ export interface ManagedSandbox {
   labels: Record<string, string>
 }
 
+/** The engine's handle on a snapshot's artifacts: a committed image and, with CRIU, checkpoint files. */
+export interface StoredSnapshot {
+  /** Image holding the sandbox's filesystem at snapshot time. */
+  image: string
+  /** Directory holding the CRIU checkpoint, or null for a filesystem-only snapshot. */
+  checkpointDir: string | null
+}
+
 export interface SandboxEngine {
   /** Resolves when the engine answers; throws engine_unavailable when it does not. */
   ping(): Promise<void>
@@ -82,4 +90,9 @@ export interface SandboxEngine {
   remove(containerId: string): Promise<void>
   /** Sandboxes carrying the given labels (used to rebuild state and reap leftovers). */
   listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]>
+  /**
+   * The address the emulator reaches the sandbox's own ports on (its IP on the engine's network), for
+   * url(port). Looked up once per sandbox; the domain caches it.
+   */
+  address(containerId: string): Promise<string>
 }

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import type { PricingConfig } from '../config.ts'
 import { Errors } from '../errors.ts'
+import { GuestAddresses } from './addresses.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
 import type { FileDownload, SandboxEngine } from './engine.ts'
@@ -43,6 +44,16 @@ export interface ExecResult {
 
 export type DestroyReason = 'api' | 'idle_timeout'
 
+/** What url(port) needs to reach a sandbox's own ports. */
+export interface ProxyTarget {
+  sandbox: Sandbox
+  /** The sandbox's address on the engine's network. */
+  address: string
+}
+
+/** Proxy traffic re-arms the idle timer at most this often (it arrives per request and per chunk). */
+const PROXY_ACTIVITY_GRANULARITY_MS = 1000
+
 export interface SandboxServiceOptions {
   engine: SandboxEngine
   clock: Clock
@@ -61,9 +72,12 @@ export class SandboxService {
   private readonly idleTimers = new Map<string, () => void>()
   private readonly opts: SandboxServiceOptions
   readonly events = new SandboxEvents()
+  private readonly addresses: GuestAddresses
+  private readonly proxiedPorts = new WeakMap<Sandbox, Set<number>>()
 
   constructor(opts: SandboxServiceOptions) {
     this.opts = opts
+    this.addresses = new GuestAddresses(opts.engine, this.events)
   }
 
   get identity(): InstanceIdentity {
@@ -268,6 +282,46 @@ export class SandboxService {
 
   async listDir(owner: string, id: string, path: string): Promise<string[]> {
     return this.withActivity(owner, id, (s) => this.engine.listDir(s.containerId, path))
+  }
+
+  /**
+   * A sandbox by id alone, whoever owns it, for url(port): that URL embeds the unguessable run id and is
+   * itself the credential. Only a running sandbox has ports to reach.
+   */
+  async proxyTarget(id: string): Promise<ProxyTarget> {
+    const s = this.sandboxes.get(id)
+    if (!s) throw Errors.runNotFound(id)
+    if (s.status !== 'running') {
+      throw Errors.conflict(
+        `sandbox ${id} is ${s.status === 'destroying' ? 'being destroyed' : s.status}, not running: its ports cannot be reached`,
+        { id, status: s.status },
+      )
+    }
+    return { sandbox: s, address: await this.addresses.get(s.containerId) }
+  }
+
+  /** The guest answered on `port`: the first time per sandbox and port is a 'proxy.opened' event. */
+  noteProxyOpened(s: Sandbox, port: number): void {
+    let ports = this.proxiedPorts.get(s)
+    if (!ports) {
+      ports = new Set()
+      this.proxiedPorts.set(s, ports)
+    }
+    if (ports.has(port)) return
+    ports.add(port)
+    this.emit('proxy.opened', s, { port })
+  }
+
+  /**
+   * Proxy traffic is activity. Called per request and per streamed chunk, so it only re-arms the idle
+   * timer when a second has passed since the last activity (the timeout then fires at most that early).
+   */
+  noteProxyActivity(s: Sandbox): void {
+    const now = this.opts.clock.now()
+    if (now - s.lastActivityAt < PROXY_ACTIVITY_GRANULARITY_MS) return
+    if (s.status !== 'running' || this.sandboxes.get(s.id) !== s) return
+    s.lastActivityAt = now
+    this.armIdleTimer(s)
   }
 
   /** Stops the idle timers; sandboxes keep running and are adopted by the next start. */

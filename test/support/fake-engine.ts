@@ -87,4 +87,9 @@ export class FakeEngine implements SandboxEngine {
   async listManaged(): Promise<ManagedSandbox[]> {
     return []
   }
+
+  /** Guests of the fake engine "listen" on the host's loopback, so a test can stand a server in for one. */
+  async address(): Promise<string> {
+    return '127.0.0.1'
+  }
 }

@@ -1,0 +1,116 @@
+import { type IncomingMessage, METHODS, type Server, STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { EmulatorError, Errors, isEmulatorError } from '../../errors.ts'
+import type { GuestProxy } from '../../proxy/guest-proxy.ts'
+import type { GuestTarget } from '../../proxy/target.ts'
+import type { SandboxService } from '../../sandboxes/service.ts'
+import { errorBody } from '../error-handler.ts'
+
+/**
+ * url(port): `/v1/runs/:id/proxy/:port/*` reaches the sandbox's own port, for every method, for
+ * WebSocket upgrades too. The URL embeds the sandbox's unguessable run id and is itself the credential,
+ * so these routes live outside the bearer-auth scope (a bearer header is accepted, and not forwarded).
+ */
+export function proxyRoutes(app: FastifyInstance, service: SandboxService, proxy: GuestProxy): void {
+  // Bodies are the guest's business: never parsed, never buffered, whatever their content type.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
+  // Fastify reads Content-Type only to pick a parser, and refuses a malformed or missing one (415, or
+  // 400 for QUERY) before any handler runs. Here the guest decides: Fastify is shown a neutral type,
+  // the guest gets the headers as they were sent (from rawHeaders).
+  app.addHook('onRequest', (request, _reply, done) => {
+    request.headers['content-type'] = 'application/octet-stream'
+    done()
+  })
+
+  // Fastify routes the common methods only; a guest may speak WebDAV and the like. (CONNECT never
+  // reaches routes: Node hands it to the server's 'connect' event.)
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method))
+      app.addHttpMethod(method, { hasBody: true })
+  }
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const target = await resolveTarget(service, request.raw.url ?? '')
+    await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
+  }
+  app.all('/runs/:id/proxy/:port', handler)
+  app.all('/runs/:id/proxy/:port/*', handler)
+}
+
+/**
+ * WebSocket (and any other) upgrades arrive on the Node server's `upgrade` event, not through Fastify's
+ * routes; only url(port) paths accept one. Errors get the usual JSON body, written to the socket.
+ */
+export function proxyUpgrades(
+  server: Server,
+  service: SandboxService,
+  proxy: GuestProxy,
+  log: FastifyBaseLogger,
+): void {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // A client that resets mid-handshake must not take the process down.
+    socket.on('error', (err) => log.debug({ err, url: req.url }, 'upgrade socket error'))
+    const url = req.url ?? ''
+    if (!PROXY_URL.test(url)) {
+      const path = url.split('?')[0]
+      return answerOnSocket(
+        socket,
+        new EmulatorError(
+          'route_not_found',
+          404,
+          `no route ${req.method} ${path} accepts an upgrade; url(port) paths do`,
+        ),
+        log,
+      )
+    }
+    resolveTarget(service, url)
+      .then((target) => proxy.upgrade(target, req, socket, head))
+      .catch((err: unknown) => answerOnSocket(socket, err, log))
+  })
+}
+
+/** `/v1/runs/<id>/proxy/<port>` and the rest, raw (the guest gets the path exactly as the client sent it). */
+const PROXY_URL = /^(\/v1\/runs\/([^/?#]+)\/proxy\/([^/?#]*))(.*)$/s
+
+async function resolveTarget(service: SandboxService, url: string): Promise<GuestTarget> {
+  const match = PROXY_URL.exec(url)
+  if (!match) throw new EmulatorError('route_not_found', 404, `no route ${url.split('?')[0]}`)
+  const [, prefix = '', id = '', portText = '', rest = ''] = match
+  const port = Number(portText)
+  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) {
+    throw Errors.validation(
+      'params.port',
+      `must be an integer in [1, 65535], got ${JSON.stringify(portText)}`,
+    )
+  }
+  const { sandbox, address } = await service.proxyTarget(id)
+  return {
+    runId: id,
+    address,
+    port,
+    prefix,
+    path: rest.startsWith('/') ? rest : `/${rest}`,
+    onConnected: () => service.noteProxyOpened(sandbox, port),
+    onTraffic: () => service.noteProxyActivity(sandbox),
+  }
+}
+
+function answerOnSocket(socket: Duplex, err: unknown, log: FastifyBaseLogger): void {
+  let e: EmulatorError
+  if (isEmulatorError(err)) e = err
+  else {
+    log.error({ err }, 'unhandled error in an upgrade request')
+    e = new EmulatorError('internal', 500, 'internal error; see the emulator log')
+  }
+  if (!socket.writable) return void socket.destroy()
+  const body = JSON.stringify(errorBody(e))
+  socket.end(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+  )
+}

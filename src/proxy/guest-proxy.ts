@@ -1,0 +1,51 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { SandboxEventName, SandboxEvents } from '../sandboxes/events.ts'
+import { forwardHttp } from './http-proxy.ts'
+import { GuestPool } from './pool.ts'
+import type { GuestTarget } from './target.ts'
+import { tunnelUpgrade } from './websocket.ts'
+
+/** After these, the connections into a sandbox lead nowhere (or must not exist). */
+const CLOSE_AFTER: ReadonlySet<SandboxEventName> = new Set(['sandbox.destroyed', 'sandbox.hibernated'])
+
+/**
+ * url(port): HTTP and WebSocket traffic from clients to the ports of sandboxes. The HTTP layer resolves
+ * the target; this forwards the bytes and owns the connections into sandboxes.
+ */
+export class GuestProxy {
+  private readonly pool = new GuestPool()
+
+  /** Closes a sandbox's connections when the lifecycle makes them useless. */
+  followLifecycle(events: SandboxEvents): void {
+    events.on((e) => {
+      if (CLOSE_AFTER.has(e.event)) void this.closeConnections(e.sandbox.id)
+    })
+  }
+
+  forward(
+    target: GuestTarget,
+    req: IncomingMessage,
+    res: ServerResponse,
+    takeOver: () => void,
+  ): Promise<void> {
+    return forwardHttp(this.pool, { target, req, res, takeOver })
+  }
+
+  upgrade(target: GuestTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    return tunnelUpgrade(this.pool, target, req, socket, head)
+  }
+
+  /**
+   * Closes every proxied connection into a sandbox, idle or busy, HTTP or WebSocket: for the snapshot
+   * code to call before a checkpoint (CRIU refuses established TCP connections). Clients see their
+   * streams cut; their next request opens a new connection.
+   */
+  closeConnections(runId: string): Promise<void> {
+    return this.pool.closeConnections(runId)
+  }
+
+  close(): Promise<void> {
+    return this.pool.close()
+  }
+}

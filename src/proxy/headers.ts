@@ -1,0 +1,116 @@
+import type { IncomingMessage } from 'node:http'
+import type { GuestTarget } from './target.ts'
+
+/**
+ * Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the ones a proxy
+ * answers itself: never forwarded in either direction. `Expect` is answered by the emulator's own
+ * server (100 Continue) before the body is read.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+])
+
+/** Set by the proxy; what a client sent under these names is replaced (X-Forwarded-For is appended to). */
+const SET_BY_PROXY = new Set([
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-forwarded-prefix',
+])
+
+export interface ForwardOptions {
+  /** Keep `Connection: Upgrade` and `Upgrade` (a WebSocket handshake). */
+  upgrade: boolean
+  /** Ask the guest for an uncompressed body (the proxy rewrites it). */
+  identity: boolean
+}
+
+/**
+ * The request headers the guest sees, as a flat raw list (case and repeats kept): hop-by-hop headers
+ * and the emulator's bearer key dropped, `Host: localhost:<port>` (Chrome's DevTools refuses any other
+ * Host), and X-Forwarded-* saying where the request really came from.
+ */
+export function guestRequestHeaders(
+  req: IncomingMessage,
+  target: GuestTarget,
+  opts: ForwardOptions,
+): string[] {
+  const raw = req.rawHeaders
+  const dropped = connectionTokens(raw)
+  const out: string[] = []
+  let forwardedFor = ''
+  let upgrade: string | undefined
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string
+    const value = raw[i + 1] as string
+    const lower = name.toLowerCase()
+    if (lower === 'upgrade') upgrade = value
+    if (HOP_BY_HOP.has(lower) || dropped?.has(lower)) continue
+    if (SET_BY_PROXY.has(lower)) {
+      if (lower === 'x-forwarded-for') forwardedFor += `${value}, `
+      continue
+    }
+    // The run id in the URL is the credential; an API key sent along is the emulator's, not the guest's.
+    if (lower === 'authorization' && /^\s*bearer\s/i.test(value)) continue
+    if (opts.identity && lower === 'accept-encoding') continue
+    out.push(name, value)
+  }
+  const host = req.headers.host ?? ''
+  out.push(
+    'Host',
+    `localhost:${target.port}`,
+    'X-Forwarded-For',
+    forwardedFor + (req.socket.remoteAddress ?? ''),
+    'X-Forwarded-Proto',
+    forwardedProto(req),
+    'X-Forwarded-Host',
+    host,
+    'X-Forwarded-Prefix',
+    target.prefix,
+  )
+  if (opts.upgrade && upgrade !== undefined) out.push('Connection', 'Upgrade', 'Upgrade', upgrade)
+  return out
+}
+
+/** The guest's response headers for the client, hop-by-hop ones dropped, `Location` passed through `location`. */
+export function clientResponseHeaders(raw: string[], location: (value: string) => string): string[] {
+  const dropped = connectionTokens(raw)
+  const out: string[] = []
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] as string
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || dropped?.has(lower)) continue
+    const value = raw[i + 1] as string
+    out.push(name, lower === 'location' ? location(value) : value)
+  }
+  return out
+}
+
+export function forwardedProto(req: IncomingMessage): 'http' | 'https' {
+  return (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http'
+}
+
+/** Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionTokens(raw: string[]): Set<string> | undefined {
+  let tokens: Set<string> | undefined
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== 'connection') continue
+    for (const t of (raw[i + 1] as string).split(',')) {
+      const token = t.trim().toLowerCase()
+      if (token && token !== 'close' && token !== 'keep-alive' && token !== 'upgrade') {
+        tokens ??= new Set()
+        tokens.add(token)
+      }
+    }
+  }
+  return tokens
+}

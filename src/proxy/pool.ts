@@ -1,0 +1,82 @@
+import { Agent } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
+
+const IDLE_SOCKET_MS = 4000
+
+/**
+ * The proxy's connections into each sandbox: a keep-alive agent for plain HTTP (so a request costs no
+ * TCP handshake) and the sockets of upgraded (WebSocket) tunnels. All of a sandbox's connections can be
+ * closed at once: when it is destroyed, and before a checkpoint (CRIU refuses established TCP
+ * connections).
+ */
+export class GuestPool {
+  private readonly agents = new Map<string, Agent>()
+  private readonly tunnels = new Map<string, Set<Duplex>>()
+
+  agent(runId: string): Agent {
+    let agent = this.agents.get(runId)
+    if (!agent) {
+      agent = new Agent({
+        keepAlive: true,
+        keepAliveMsecs: 1000,
+        // Idle sockets are closed after this (sooner when the guest announces `Keep-Alive: timeout=N`),
+        // before a typical server closes them itself: reusing a socket the guest just closed would fail
+        // a request that has a body. A new connection into a local container costs ~0.1 ms.
+        timeout: IDLE_SOCKET_MS,
+        // The most recently used socket is the one least likely to have been closed by the guest.
+        scheduling: 'lifo',
+        maxFreeSockets: 64,
+      })
+      this.agents.set(runId, agent)
+    }
+    return agent
+  }
+
+  /** Remembers an upgraded tunnel's sockets (client side and guest side) until they close. */
+  trackTunnel(runId: string, ...sockets: Duplex[]): void {
+    let set = this.tunnels.get(runId)
+    if (!set) {
+      set = new Set()
+      this.tunnels.set(runId, set)
+    }
+    for (const s of sockets) {
+      set.add(s)
+      s.once('close', () => {
+        set.delete(s)
+        if (set.size === 0 && this.tunnels.get(runId) === set) this.tunnels.delete(runId)
+      })
+    }
+  }
+
+  /** Closes every connection into the sandbox, busy or idle; resolves once they are all closed. */
+  closeConnections(runId: string): Promise<void> {
+    const sockets: Duplex[] = [...(this.tunnels.get(runId) ?? [])]
+    this.tunnels.delete(runId)
+    const agent = this.agents.get(runId)
+    if (agent) {
+      this.agents.delete(runId)
+      for (const group of [agent.sockets, agent.freeSockets]) {
+        for (const list of Object.values(group)) sockets.push(...((list ?? []) as Socket[]))
+      }
+      agent.destroy()
+    }
+    return closeAll(sockets)
+  }
+
+  async close(): Promise<void> {
+    const runs = new Set([...this.agents.keys(), ...this.tunnels.keys()])
+    await Promise.all([...runs].map((id) => this.closeConnections(id)))
+  }
+}
+
+function closeAll(sockets: Duplex[]): Promise<void> {
+  return Promise.all(
+    sockets.map((s) => {
+      if (s.closed) return undefined
+      const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
+      s.destroy()
+      return closed
+    }),
+  ).then(() => undefined)
+}

@@ -1,0 +1,78 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { StoredSnapshot } from './engine.ts'
+
+/** A snapshot as the domain keeps it; `stored` is the engine's handle on the artifacts. */
+export interface SnapshotRecord {
+  id: string
+  runId: string
+  owner: string
+  createdAt: number
+  sizeBytes: number
+  /** True when the snapshot holds the processes' memory (CRIU), false for filesystem only. */
+  memory: boolean
+  /** What a restore recreates. */
+  image: string
+  vcpus: number
+  memMib: number
+  diskMib: number
+  timeoutSec: number
+  stored: StoredSnapshot
+}
+
+/**
+ * Snapshot metadata, one JSON file each under `<data dir>/snapshots/`, written atomically (temp file +
+ * rename), so snapshots outlive their parent and an emulator restart. The artifacts themselves (image,
+ * checkpoint files) are the engine's; `stored` says where.
+ */
+export class SnapshotStore {
+  private readonly dir: string
+  private readonly records = new Map<string, SnapshotRecord>()
+
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'snapshots')
+    mkdirSync(this.dir, { recursive: true })
+    for (const name of readdirSync(this.dir)) {
+      if (!name.endsWith('.json')) continue
+      try {
+        const record = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as SnapshotRecord
+        this.records.set(record.id, record)
+      } catch {
+        // A torn or foreign file: skip it rather than refuse to start.
+      }
+    }
+  }
+
+  /** Where the engine may keep this snapshot's files. */
+  artifactDir(id: string): string {
+    return join(this.dir, id)
+  }
+
+  put(record: SnapshotRecord): void {
+    const file = join(this.dir, `${record.id}.json`)
+    const tmp = `${file}.tmp`
+    writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`)
+    renameSync(tmp, file)
+    this.records.set(record.id, record)
+  }
+
+  get(id: string): SnapshotRecord | undefined {
+    return this.records.get(id)
+  }
+
+  list(owner: string): SnapshotRecord[] {
+    return [...this.records.values()]
+      .filter((r) => r.owner === owner)
+      .sort((a, b) => b.createdAt - a.createdAt)
+  }
+
+  all(): SnapshotRecord[] {
+    return [...this.records.values()]
+  }
+
+  delete(id: string): void {
+    rmSync(join(this.dir, `${id}.json`), { force: true })
+    rmSync(this.artifactDir(id), { recursive: true, force: true })
+    this.records.delete(id)
+  }
+}
