@@ -10,11 +10,13 @@ import { fileRoutes } from './http/routes/files.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
 import { proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
+import { stateRoutes } from './http/routes/state.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import { SandboxService } from './sandboxes/service.ts'
+import { SnapshotStore } from './sandboxes/snapshot-store.ts'
 
 export interface AppDeps {
   config: Config
@@ -42,6 +44,7 @@ export function buildApp(deps: AppDeps): App {
     requestTimeout: 0,
     bodyLimit: 8 * 1024 * 1024,
   })
+  const proxy = new GuestProxy()
   const service = new SandboxService({
     engine,
     clock: deps.clock ?? realClock,
@@ -49,6 +52,9 @@ export function buildApp(deps: AppDeps): App {
     identity,
     logger: app.log,
     execOutputLimit: config.execOutputLimit,
+    snapshots: new SnapshotStore(identity.dataDir),
+    strict: config.strict,
+    beforeCheckpoint: (runId) => proxy.closeConnections(runId),
   })
 
   registerErrorHandling(app)
@@ -58,6 +64,7 @@ export function buildApp(deps: AppDeps): App {
       requireApiKey(v1, config.apiKeys)
       runRoutes(v1, service)
       execRoutes(v1, service)
+      stateRoutes(v1, service)
       notImplementedRoutes(v1)
       v1.register(async (files) => fileRoutes(files, service, config.uploadLimit))
     },
@@ -65,7 +72,6 @@ export function buildApp(deps: AppDeps): App {
   )
   app.register(async (emu) => emulatorRoutes(emu, engine, () => deps.capabilities), { prefix: '/_emulator' })
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
-  const proxy = new GuestProxy()
   proxy.followLifecycle(service.events)
   app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
   proxyUpgrades(app.server, service, proxy, app.log)

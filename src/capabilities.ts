@@ -1,4 +1,4 @@
-import type { EngineInfo } from './sandboxes/engine.ts'
+import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
 
 /**
  * What this engine can really do, reported at GET /_emulator/capabilities and logged at start, so that
@@ -13,10 +13,24 @@ export interface Capabilities {
     disk_note: string
   }
   exec: { output_limit_bytes: number; timeout_kills_process_tree: boolean }
-  memory_state: { snapshot: boolean; fork: boolean; hibernate: boolean; note: string }
+  memory_state: {
+    /** CRIU checkpoints work here: snapshot, fork and hibernate keep processes and memory. */
+    criu: boolean
+    reason: string
+    snapshot: 'files+memory' | 'files'
+    fork: 'files+memory' | 'files'
+    hibernate: 'checkpoint' | 'pause'
+    /** Strict mode: what cannot keep memory fails with 409 instead of degrading. */
+    strict: boolean
+  }
 }
 
-export function describeCapabilities(engine: EngineInfo | null, execOutputLimit: number): Capabilities {
+export function describeCapabilities(
+  engine: EngineInfo | null,
+  execOutputLimit: number,
+  memory: MemorySupport = { available: false, reason: 'unknown engine' },
+  strict = false,
+): Capabilities {
   return {
     engine,
     limits: {
@@ -29,10 +43,14 @@ export function describeCapabilities(engine: EngineInfo | null, execOutputLimit:
     },
     exec: { output_limit_bytes: execOutputLimit, timeout_kills_process_tree: true },
     memory_state: {
-      snapshot: false,
-      fork: false,
-      hibernate: false,
-      note: 'snapshot, fork and hibernate are not implemented yet',
+      criu: memory.available,
+      reason: memory.available
+        ? memory.reason
+        : `${memory.reason}; snapshots and forks keep files only, hibernate pauses the container`,
+      snapshot: memory.available ? 'files+memory' : 'files',
+      fork: memory.available ? 'files+memory' : 'files',
+      hibernate: memory.available ? 'checkpoint' : 'pause',
+      strict,
     },
   }
 }

@@ -49,6 +49,14 @@ const ConfigSchema = z.object({
   ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
   // Docker network sandboxes join.
   ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
+  // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
+  ISORUN_EMULATOR_CRIU: z.enum(['auto', 'off']).default('auto'),
+  // Strict: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading
+  // to files only (or to pause).
+  ISORUN_EMULATOR_STRICT: z
+    .enum(['1', '0', 'true', 'false'])
+    .default('0')
+    .transform((v) => v === '1' || v === 'true'),
 })
 
 export interface PricingConfig {
@@ -67,6 +75,8 @@ export interface Config {
   uploadLimit: number
   pullTimeoutMs: number
   network: string
+  criu: 'auto' | 'off'
+  strict: boolean
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -99,5 +109,7 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     uploadLimit: c.ISORUN_EMULATOR_UPLOAD_LIMIT,
     pullTimeoutMs: c.ISORUN_EMULATOR_PULL_TIMEOUT_MS,
     network: c.ISORUN_EMULATOR_NETWORK,
+    criu: c.ISORUN_EMULATOR_CRIU,
+    strict: c.ISORUN_EMULATOR_STRICT,
   }
 }

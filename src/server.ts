@@ -40,11 +40,23 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const identity = loadIdentity(config.dataDir)
   const engine =
     options.engine ??
-    new DockerEngine(createDockerClient(), { network: config.network, pullTimeoutMs: config.pullTimeoutMs })
+    new DockerEngine(createDockerClient(), {
+      network: config.network,
+      pullTimeoutMs: config.pullTimeoutMs,
+      criu: config.criu,
+    })
   const info = await engine.info()
-  const capabilities = describeCapabilities(info, config.execOutputLimit)
+  const capabilities = describeCapabilities(
+    info,
+    config.execOutputLimit,
+    engine.memorySupport(),
+    config.strict,
+  )
   const { app, service } = buildApp({ config, engine, identity, capabilities, clock: options.clock })
   app.log.info({ capabilities }, 'engine capabilities')
+  const memory = capabilities.memory_state
+  if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
+  else app.log.warn(`memory snapshots: off: ${memory.reason}`)
 
   const recovered = await service.recover()
   if (recovered.adopted || recovered.reaped) app.log.info(recovered, 'recovered sandboxes from the engine')

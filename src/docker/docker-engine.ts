@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
@@ -7,34 +8,43 @@ import type {
   ExecRequest,
   FileDownload,
   ManagedSandbox,
+  MemorySupport,
   ResourceUsage,
   SandboxEngine,
   SandboxSpec,
+  SnapshotOutcome,
+  SnapshotRequest,
+  StoredSnapshot,
 } from '../sandboxes/engine.ts'
 import { readCgroupUsage } from './cgroup-usage.ts'
+import {
+  type ContainerSettings,
+  createSandboxContainer,
+  resolveInitBinary,
+  startSandboxContainer,
+} from './containers.ts'
+import { detectCriu } from './criu.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
+import { SandboxState } from './sandbox-state.ts'
 
 export interface DockerEngineOptions {
   /** Docker network sandboxes join. */
   network: string
   pullTimeoutMs: number
+  /** `auto`: use CRIU when it works here; `off`: never (snapshots keep files only). */
+  criu: 'auto' | 'off'
 }
-
-const MIB = 1024 * 1024
-
-/**
- * The keep-alive every sandbox runs as its main process, under Docker's init (which reaps the orphans of
- * backgrounded commands). `sleep` comes from the image: any image with a shell has one.
- */
-const KEEP_ALIVE = ['sleep', '2147483647']
 
 /** SandboxEngine on the Docker Engine API (dockerode). Docker errors are translated here. */
 export class DockerEngine implements SandboxEngine {
   private readonly docker: Docker
   private readonly opts: DockerEngineOptions
   private hostCpus: number | undefined
+  private memory: MemorySupport = { available: false, reason: 'not probed yet' }
+  private sandboxState: SandboxState | undefined
+  private initPath: string | undefined
   private cgroupVersion = '1'
 
   constructor(docker: Docker, opts: DockerEngineOptions) {
@@ -55,6 +65,14 @@ export class DockerEngine implements SandboxEngine {
       const [info, version] = await Promise.all([this.docker.info(), this.docker.version()])
       this.hostCpus = info.NCPU
       this.cgroupVersion = String(info.CgroupVersion ?? '1')
+      this.sandboxState ??= new SandboxState(this.docker, info.DockerRootDir)
+      this.initPath ??= await resolveInitBinary(String(info.InitBinary || 'docker-init'))
+      if (this.memory.reason === 'not probed yet') {
+        this.memory =
+          this.opts.criu === 'off'
+            ? { available: false, reason: 'disabled by configuration (ISORUN_EMULATOR_CRIU=off)' }
+            : await detectCriu(Boolean(info.ExperimentalBuild), info.DockerRootDir)
+      }
       const driverStatus = (info.DriverStatus ?? []) as [string, string][]
       return {
         engine: 'docker',
@@ -116,40 +134,56 @@ export class DockerEngine implements SandboxEngine {
     }
   }
 
+  memorySupport(): MemorySupport {
+    return this.memory
+  }
+
+  async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+    return this.state().snapshot(containerId, request)
+  }
+
+  restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
+    return this.state().restore(stored, spec, this.containerSettings())
+  }
+
+  async deleteSnapshot(stored: StoredSnapshot): Promise<void> {
+    if (stored.checkpointDir) await rm(stored.checkpointDir, { recursive: true, force: true })
+    await this.releaseImage(stored.image)
+  }
+
+  async releaseImage(image: string): Promise<void> {
+    try {
+      await this.docker.getImage(image).remove()
+    } catch (err) {
+      const e = err as { statusCode?: number }
+      // 404: already gone. 409: a sandbox still runs on it; it is released when that one is destroyed.
+      if (e?.statusCode === 404 || e?.statusCode === 409) return
+      throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
+    }
+  }
+
+  hibernate(containerId: string, withMemory: boolean): Promise<void> {
+    return this.state().hibernate(containerId, withMemory)
+  }
+
+  resume(containerId: string, withMemory: boolean): Promise<void> {
+    return this.state().resume(containerId, withMemory)
+  }
+
+  /** Needs Docker's root dir, known once info() has run (the server calls it first). */
+  private state(): SandboxState {
+    if (!this.sandboxState) throw Errors.engine('engine used before info(): Docker root dir unknown')
+    return this.sandboxState
+  }
+
   async create(spec: SandboxSpec): Promise<string> {
-    const cpus = this.hostCpus ? Math.min(spec.vcpus, this.hostCpus) : spec.vcpus
-    let container: Docker.Container
-    try {
-      container = await this.docker.createContainer({
-        name: `isorun-${spec.runId}`,
-        Image: spec.image,
-        Entrypoint: KEEP_ALIVE,
-        Cmd: [],
-        Hostname: spec.runId.slice(0, 63),
-        Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-        Labels: spec.labels,
-        HostConfig: {
-          Init: true,
-          NanoCpus: Math.round(cpus * 1e9),
-          Memory: spec.memMib * MIB,
-          MemorySwap: spec.memMib * MIB,
-          NetworkMode: this.opts.network,
-        },
-      })
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.imageUnavailable(spec.image, dockerMessage(err)))
-    }
-    try {
-      await container.start()
-    } catch (err) {
-      await this.remove(container.id).catch(() => {})
-      throw Errors.validation(
-        'image',
-        `${spec.image} cannot run a sandbox: the emulator keeps it alive with \`${KEEP_ALIVE.join(' ')}\`, ` +
-          `which failed: ${dockerMessage(err)}`,
-      )
-    }
+    const container = await createSandboxContainer(this.docker, spec, spec.image, this.containerSettings())
+    await startSandboxContainer(container, spec.image)
     return container.id
+  }
+
+  private containerSettings(): ContainerSettings {
+    return { network: this.opts.network, hostCpus: this.hostCpus, initPath: this.initPath }
   }
 
   async exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
@@ -212,11 +246,16 @@ export class DockerEngine implements SandboxEngine {
         all: true,
         filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) },
       })
-      return found.map((c) => ({
-        containerId: c.Id,
-        state: c.State === 'running' ? 'running' : c.State === 'paused' ? 'paused' : 'stopped',
-        labels: c.Labels ?? {},
-      }))
+      return Promise.all(
+        found.map(async (c): Promise<ManagedSandbox> => {
+          let state: ManagedSandbox['state'] = 'stopped'
+          if (c.State === 'running') state = 'running'
+          else if (c.State === 'paused') state = 'hibernated'
+          else if (this.sandboxState && (await this.sandboxState.isHibernatedWithMemory(c.Id)))
+            state = 'hibernated'
+          return { containerId: c.Id, state, labels: c.Labels ?? {} }
+        }),
+      )
     } catch (err) {
       throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
     }

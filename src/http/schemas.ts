@@ -73,3 +73,13 @@ export const PathQuery = z.object({
     .refine((p) => p.startsWith('/'), 'must be an absolute path')
     .refine((p) => !p.includes('\0'), 'must not contain NUL'),
 })
+
+export const ForkBody = z.object({
+  count: z.number().int().min(1).max(20).default(1),
+})
+
+export const RestoreBody = z.object({
+  snapshot_id: z.string().min(1).max(128),
+})
+
+export const SnapshotParams = z.object({ id: z.string().min(1).max(128) })

@@ -59,8 +59,30 @@ export interface EngineInfo {
 
 export interface ManagedSandbox {
   containerId: string
-  state: 'running' | 'paused' | 'stopped'
+  /** `hibernated`: paused, or stopped with a hibernation checkpoint to resume from. */
+  state: 'running' | 'hibernated' | 'stopped'
   labels: Record<string, string>
+}
+
+export interface MemorySupport {
+  /** Whether processes and memory can be checkpointed (CRIU), not only files. */
+  available: boolean
+  reason: string
+}
+
+export interface SnapshotRequest {
+  snapshotId: string
+  /** A directory of the emulator's (must not exist yet) where the engine may keep the snapshot's files. */
+  artifactDir: string
+  withMemory: boolean
+  /** The sandbox is hibernated (then its hibernation state is what is captured). */
+  hibernated: boolean
+}
+
+export interface SnapshotOutcome {
+  stored: StoredSnapshot
+  /** Bytes really stored: the filesystem layer plus the checkpoint files. */
+  sizeBytes: number
 }
 
 /** The engine's handle on a snapshot's artifacts: a committed image and, with CRIU, checkpoint files. */
@@ -88,6 +110,22 @@ export interface SandboxEngine {
   usage(containerId: string): Promise<ResourceUsage>
   /** Removes the sandbox and its writable layer; a sandbox already gone counts as removed. */
   remove(containerId: string): Promise<void>
+  /** Whether this engine can checkpoint memory; decided once, at start. */
+  memorySupport(): MemorySupport
+  /**
+   * Captures a sandbox's filesystem (and memory, with `withMemory`) from one instant. A running sandbox
+   * keeps running; execs in flight at that instant are not part of the capture.
+   */
+  snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome>
+  /** Creates and starts a sandbox from a snapshot: its processes carry on when it holds memory. */
+  restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string>
+  /** Removes a snapshot's artifacts; an image still used by a sandbox is kept until that one goes. */
+  deleteSnapshot(stored: StoredSnapshot): Promise<void>
+  /** Removes an image the emulator made (a fork's), unless a sandbox still uses it. */
+  releaseImage(image: string): Promise<void>
+  /** With memory: checkpoint to disk and stop (memory released). Without: pause (memory kept). */
+  hibernate(containerId: string, withMemory: boolean): Promise<void>
+  resume(containerId: string, withMemory: boolean): Promise<void>
   /** Sandboxes carrying the given labels (used to rebuild state and reap leftovers). */
   listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]>
   /**

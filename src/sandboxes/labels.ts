@@ -11,6 +11,7 @@ export const LABEL = {
   runId: 'isorun-emulator.run-id',
   owner: 'isorun-emulator.owner',
   image: 'isorun-emulator.image',
+  engineImage: 'isorun-emulator.engine-image',
   vcpus: 'isorun-emulator.vcpus',
   memMib: 'isorun-emulator.mem-mib',
   diskMib: 'isorun-emulator.disk-mib',
@@ -35,6 +36,7 @@ export function sandboxLabels(
     [LABEL.runId]: s.id,
     [LABEL.owner]: s.owner,
     [LABEL.image]: s.image,
+    [LABEL.engineImage]: s.engineImage,
     [LABEL.vcpus]: String(s.vcpus),
     [LABEL.memMib]: String(s.memMib),
     [LABEL.diskMib]: String(s.diskMib),
@@ -71,6 +73,7 @@ export function sandboxFromLabels(
     owner,
     containerId,
     image,
+    engineImage: labels[LABEL.engineImage] ?? image,
     vcpus,
     memMib,
     diskMib,
@@ -80,5 +83,6 @@ export function sandboxFromLabels(
     createMs,
     lastActivityAt: now,
     inFlight: 0,
+    hibernatedMs: 0,
   }
 }

@@ -1,12 +1,15 @@
 /** A sandbox as the domain knows it. The container behind it is the engine's business. */
-export type SandboxStatus = 'running' | 'destroying'
+export type SandboxStatus = 'running' | 'hibernated' | 'destroying'
 
 export interface Sandbox {
   id: string
   /** sha256 of the API key that created it; only that key can see it. */
   owner: string
   containerId: string
+  /** The image as the user named it. */
   image: string
+  /** The image the container really runs: `image`, or a snapshot's for restores and forks. */
+  engineImage: string
   vcpus: number
   memMib: number
   diskMib: number
@@ -19,6 +22,17 @@ export interface Sandbox {
   lastActivityAt: number
   /** Operations in flight; a sandbox is never idle while one runs. */
   inFlight: number
+  /** How it is hibernated: checkpointed to disk with its memory, or paused. */
+  hibernation?: 'memory' | 'pause'
+  hibernatedAt?: number
+  /** Time spent hibernated, which is not billed. */
+  hibernatedMs: number
+}
+
+/** Uptime that costs money: all of it except hibernation. */
+export function billableMs(s: Sandbox, now: number): number {
+  const hibernatedNow = s.hibernatedAt === undefined ? 0 : now - s.hibernatedAt
+  return Math.max(0, now - s.createdAt - s.hibernatedMs - hibernatedNow)
 }
 
 /** The run record, exactly as the SDK reads it (snake_case). */

@@ -1,15 +1,18 @@
 import { existsSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import type { PricingConfig } from '../config.ts'
-import { Errors } from '../errors.ts'
+import { EmulatorError, Errors } from '../errors.ts'
 import { GuestAddresses } from './addresses.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
-import type { FileDownload, SandboxEngine } from './engine.ts'
+import type { FileDownload, SandboxEngine, SandboxSpec } from './engine.ts'
 import { type SandboxEventName, SandboxEvents } from './events.ts'
-import { newRunId } from './ids.ts'
+import { IdleTimers } from './idle-timers.ts'
+import { newRunId, newSnapshotId } from './ids.ts'
 import { type InstanceIdentity, LABEL, sandboxFromLabels, sandboxLabels } from './labels.ts'
-import type { Sandbox } from './sandbox.ts'
+import { KeyedLock } from './locks.ts'
+import { billableMs, type Sandbox } from './sandbox.ts'
+import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
 
 /** The structured logger the domain writes to (pino's shape; the app passes Fastify's logger). */
 export interface Logger {
@@ -44,6 +47,20 @@ export interface ExecResult {
 
 export type DestroyReason = 'api' | 'idle_timeout'
 
+export interface ForkFailure {
+  index: number
+  code: string
+  message: string
+}
+
+export interface ForkResult {
+  forks: Sandbox[]
+  failed: ForkFailure[]
+}
+
+/** How many children one fork may ask for. */
+export const MAX_FORK_COUNT = 20
+
 /** What url(port) needs to reach a sandbox's own ports. */
 export interface ProxyTarget {
   sandbox: Sandbox
@@ -61,23 +78,37 @@ export interface SandboxServiceOptions {
   identity: InstanceIdentity
   logger: Logger
   execOutputLimit: number
+  snapshots: SnapshotStore
+  /** Fail instead of degrading when memory cannot be kept (snapshot, fork, hibernate). */
+  strict: boolean
+  /**
+   * Called before a sandbox is checkpointed: CRIU refuses established TCP connections, so the proxy
+   * closes its pooled keep-alive connections to the guest here.
+   */
+  beforeCheckpoint?: (runId: string) => Promise<void>
 }
 
 /**
- * The sandbox lifecycle: create, exec, files, idle timeout, destroy, for the sandboxes of each API key.
- * Knows nothing of HTTP or Docker; talks to the engine through the SandboxEngine port.
+ * The sandbox lifecycle for the sandboxes of each API key: create, exec, files, idle timeout, snapshot,
+ * restore, fork, hibernate, resume, destroy. Knows nothing of HTTP or Docker; talks to the engine
+ * through the SandboxEngine port.
  */
 export class SandboxService {
   private readonly sandboxes = new Map<string, Sandbox>()
-  private readonly idleTimers = new Map<string, () => void>()
   private readonly opts: SandboxServiceOptions
   readonly events = new SandboxEvents()
   private readonly addresses: GuestAddresses
   private readonly proxiedPorts = new WeakMap<Sandbox, Set<number>>()
+  private readonly idle: IdleTimers
+  /** Lifecycle operations, one at a time per sandbox. */
+  private readonly lifecycle = new KeyedLock()
+  /** Restores in flight per snapshot, so a delete waits for them instead of pulling files from under them. */
+  private readonly snapshotUse = new KeyedLock()
 
   constructor(opts: SandboxServiceOptions) {
     this.opts = opts
     this.addresses = new GuestAddresses(opts.engine, this.events)
+    this.idle = new IdleTimers(opts.clock, (s) => this.onIdle(s))
   }
 
   get identity(): InstanceIdentity {
@@ -92,7 +123,11 @@ export class SandboxService {
     return this.opts.logger
   }
 
-  /** Rebuilds the sandboxes this instance (same data dir) left running; reaps what cannot be rebuilt. */
+  private now(): number {
+    return this.opts.clock.now()
+  }
+
+  /** Rebuilds the sandboxes this instance (same data dir) left behind; reaps what cannot be rebuilt. */
   async recover(): Promise<{ adopted: number; reaped: number }> {
     const { instanceId } = this.opts.identity
     const found = await this.engine.listManaged({ [LABEL.app]: '1' })
@@ -114,64 +149,39 @@ export class SandboxService {
         continue
       }
       const sandbox =
-        c.state === 'running' ? sandboxFromLabels(c.containerId, c.labels, this.opts.clock.now()) : undefined
-      if (sandbox) {
-        this.sandboxes.set(sandbox.id, sandbox)
-        this.armIdleTimer(sandbox)
-        adopted++
-        this.log.info({ runId: sandbox.id, containerId: c.containerId }, 'adopted sandbox after restart')
-      } else {
+        c.state === 'stopped' ? undefined : sandboxFromLabels(c.containerId, c.labels, this.now())
+      if (!sandbox) {
         await this.engine.remove(c.containerId)
         reaped++
         this.log.warn(
           { containerId: c.containerId, state: c.state },
           'reaped a container that cannot be rebuilt',
         )
+        continue
       }
+      if (c.state === 'hibernated') {
+        sandbox.status = 'hibernated'
+        sandbox.hibernatedAt = this.now()
+        sandbox.hibernation = this.engine.memorySupport().available ? 'memory' : 'pause'
+      } else {
+        this.idle.arm(sandbox)
+      }
+      this.sandboxes.set(sandbox.id, sandbox)
+      adopted++
+      this.log.info(
+        { runId: sandbox.id, containerId: c.containerId, status: sandbox.status },
+        'adopted sandbox after restart',
+      )
     }
     return { adopted, reaped }
   }
 
   async create(owner: string, input: CreateInput): Promise<Sandbox> {
-    const { clock, identity } = this.opts
     await this.engine.ensureImage(input.image)
-    const started = clock.now()
-    const base: Omit<Sandbox, 'containerId'> = {
-      id: newRunId(),
-      owner,
-      image: input.image,
-      vcpus: input.vcpus,
-      memMib: input.memMib,
-      diskMib: input.diskMib,
-      timeoutSec: input.timeoutSec,
-      status: 'running',
-      createdAt: started,
-      createMs: 0,
-      lastActivityAt: started,
-      inFlight: 0,
-    }
-    const containerId = await this.engine.create({
-      runId: base.id,
-      image: base.image,
-      vcpus: base.vcpus,
-      memMib: base.memMib,
-      diskMib: base.diskMib,
-      env: input.credentials,
-      labels: sandboxLabels(identity, base),
-    })
-    const createdAt = clock.now()
-    const sandbox: Sandbox = {
-      ...base,
-      containerId,
-      createMs: createdAt - started,
-      lastActivityAt: createdAt,
-    }
-    this.sandboxes.set(sandbox.id, sandbox)
-    this.armIdleTimer(sandbox)
-    this.log.info(
-      { runId: sandbox.id, containerId, image: sandbox.image, createMs: sandbox.createMs },
-      'sandbox created',
-    )
+    const started = this.now()
+    const base = this.newSandbox(owner, { ...input, engineImage: input.image }, started)
+    const containerId = await this.engine.create(this.specFor(base, input.credentials))
+    const sandbox = this.adopt(base, containerId, started)
     this.emit('sandbox.created', sandbox, {
       image: sandbox.image,
       vcpus: sandbox.vcpus,
@@ -195,11 +205,11 @@ export class SandboxService {
     return s
   }
 
-  /** Marks API activity on a sandbox, which restarts its idle timer. */
+  /** Marks API activity on a sandbox, which restarts its idle timer (a hibernated one has none). */
   touch(owner: string, id: string): Sandbox {
     const s = this.get(owner, id)
-    s.lastActivityAt = this.opts.clock.now()
-    this.armIdleTimer(s)
+    s.lastActivityAt = this.now()
+    if (s.status === 'running') this.idle.arm(s)
     return s
   }
 
@@ -213,39 +223,43 @@ export class SandboxService {
   async destroy(owner: string, id: string, reason: DestroyReason = 'api'): Promise<DestroyResult> {
     const s = this.get(owner, id)
     if (s.status === 'destroying') throw Errors.conflict(`sandbox ${id} is already being destroyed`, { id })
+    const statusBefore = s.status
     s.status = 'destroying'
-    this.cancelIdleTimer(id)
-    const log = { runId: id, containerId: s.containerId, reason }
-    let usage = { cpuMs: 0, memPeakBytes: 0 }
-    try {
-      usage = await this.engine.usage(s.containerId)
-    } catch (err) {
-      this.log.warn({ ...log, err }, 'could not read resource usage before destroy; reporting zero')
-    }
-    try {
-      await this.engine.remove(s.containerId)
-    } catch (err) {
-      s.status = 'running'
-      this.armIdleTimer(s)
-      throw err
-    }
-    this.sandboxes.delete(id)
-    const uptimeMs = Math.max(0, this.opts.clock.now() - s.createdAt)
-    const result: DestroyResult = {
-      status: 'destroyed',
-      cpu_ms: usage.cpuMs,
-      mem_peak_bytes: usage.memPeakBytes,
-      uptime_ms: uptimeMs,
-      cost_cents: costCents(this.opts.pricing, s.vcpus, s.memMib, uptimeMs),
-    }
-    this.log.info({ ...log, ...result }, 'sandbox destroyed')
-    this.emit('sandbox.destroyed', s, { reason, ...result })
-    return result
+    this.idle.cancel(id)
+    return this.lifecycle.run(id, async () => {
+      const log = { runId: id, containerId: s.containerId, reason }
+      let usage = { cpuMs: 0, memPeakBytes: 0 }
+      try {
+        usage = await this.engine.usage(s.containerId)
+      } catch (err) {
+        this.log.warn({ ...log, err }, 'could not read resource usage before destroy; reporting zero')
+      }
+      try {
+        await this.engine.remove(s.containerId)
+      } catch (err) {
+        s.status = statusBefore
+        if (s.status === 'running') this.idle.arm(s)
+        throw err
+      }
+      const now = this.now()
+      this.sandboxes.delete(id)
+      const result: DestroyResult = {
+        status: 'destroyed',
+        cpu_ms: usage.cpuMs,
+        mem_peak_bytes: usage.memPeakBytes,
+        uptime_ms: Math.max(0, now - s.createdAt),
+        cost_cents: costCents(this.opts.pricing, s.vcpus, s.memMib, billableMs(s, now)),
+      }
+      this.log.info({ ...log, ...result }, 'sandbox destroyed')
+      this.emit('sandbox.destroyed', s, { reason, ...result })
+      await this.releaseEngineImage(s)
+      return result
+    })
   }
 
   async exec(owner: string, id: string, command: string, timeoutSec: number): Promise<ExecResult> {
     return this.withActivity(owner, id, async (s) => {
-      const started = this.opts.clock.now()
+      const started = this.now()
       this.emit('exec.start', s, { command, timeout: timeoutSec })
       const out = await this.engine.exec(s.containerId, {
         command,
@@ -261,7 +275,7 @@ export class SandboxService {
       this.emit('exec.end', s, {
         exit_code: out.exitCode,
         timed_out: out.timedOut,
-        duration_ms: this.opts.clock.now() - started,
+        duration_ms: this.now() - started,
         stdout_bytes: out.stdout.length,
         stderr_bytes: out.stderr.length,
       })
@@ -283,6 +297,154 @@ export class SandboxService {
   async listDir(owner: string, id: string, path: string): Promise<string[]> {
     return this.withActivity(owner, id, (s) => this.engine.listDir(s.containerId, path))
   }
+
+  // --- state: snapshot, restore, fork, hibernate, resume -----------------------------------------
+
+  /** Whether snapshots, forks and hibernation keep memory here, or degrade to files (and pause). */
+  memoryState(): { available: boolean; reason: string; strict: boolean } {
+    return { ...this.engine.memorySupport(), strict: this.opts.strict }
+  }
+
+  async snapshot(owner: string, id: string): Promise<SnapshotRecord> {
+    const s = this.get(owner, id)
+    return this.lifecycle.run(id, async () => {
+      this.assertAlive(s)
+      const record = await this.capture(s, newSnapshotId())
+      this.opts.snapshots.put(record)
+      this.touch(owner, id)
+      this.log.info(
+        { runId: id, snapshotId: record.id, memory: record.memory, sizeBytes: record.sizeBytes },
+        'snapshot taken',
+      )
+      this.emit('snapshot.created', s, {
+        snapshot_id: record.id,
+        size_bytes: record.sizeBytes,
+        memory: record.memory,
+      })
+      return record
+    })
+  }
+
+  listSnapshots(owner: string): SnapshotRecord[] {
+    return this.opts.snapshots.list(owner)
+  }
+
+  async deleteSnapshot(owner: string, snapshotId: string): Promise<void> {
+    const record = this.ownSnapshot(owner, snapshotId)
+    // Wait for restores of this snapshot in flight; new ones find it gone once it is removed below.
+    await this.snapshotUse.run(snapshotId, async () => {
+      if (!this.opts.snapshots.get(snapshotId)) throw Errors.snapshotNotFound(snapshotId)
+      this.opts.snapshots.delete(snapshotId)
+      await this.engine.deleteSnapshot(record.stored)
+    })
+    this.log.info({ snapshotId }, 'snapshot deleted')
+  }
+
+  async restore(owner: string, snapshotId: string): Promise<Sandbox> {
+    return this.snapshotUse.run(snapshotId, async () => {
+      const record = this.ownSnapshot(owner, snapshotId)
+      const sandbox = await this.startFromSnapshot(owner, record)
+      this.emit('sandbox.restored', sandbox, { snapshot_id: snapshotId, memory: record.memory })
+      return sandbox
+    })
+  }
+
+  /**
+   * `count` independent children of a sandbox, each with its filesystem and, with CRIU, its processes and
+   * memory at fork time. The work is done once (one checkpoint, one commit), the children start in
+   * parallel, and a child that fails to start is reported while the others come back.
+   */
+  async fork(owner: string, id: string, count: number): Promise<ForkResult> {
+    const parent = this.get(owner, id)
+    const record = await this.lifecycle.run(id, async () => {
+      this.assertAlive(parent)
+      return this.capture(parent, newSnapshotId())
+    })
+    try {
+      const settled = await Promise.allSettled(
+        Array.from({ length: count }, () => this.startFromSnapshot(owner, record, parent.timeoutSec)),
+      )
+      const forks: Sandbox[] = []
+      const failed: ForkFailure[] = []
+      settled.forEach((r, index) => {
+        if (r.status === 'fulfilled') forks.push(r.value)
+        else
+          failed.push({
+            index,
+            code: (r.reason as { code?: string }).code ?? 'internal',
+            message: String((r.reason as Error).message ?? r.reason),
+          })
+      })
+      if (failed.length > 0) this.log.warn({ runId: id, failed }, 'some fork children failed to start')
+      this.touch(owner, id)
+      this.emit('sandbox.forked', parent, {
+        count,
+        children: forks.map((f) => f.id),
+        failed: failed.length,
+        memory: record.memory,
+      })
+      for (const child of forks)
+        this.emit('sandbox.restored', child, { forked_from: id, memory: record.memory })
+      if (forks.length === 0)
+        throw failed[0]
+          ? Errors.engine(`every fork child failed to start: ${failed[0].message}`)
+          : Errors.engine('fork produced no children')
+      return { forks, failed }
+    } finally {
+      // The children run on the image, so deleting the fork's snapshot drops only its checkpoint files;
+      // the image goes when the last child does (releaseEngineImage).
+      await this.engine
+        .deleteSnapshot(record.stored)
+        .catch((err) => this.log.warn({ runId: id, err }, 'could not clean up after fork'))
+    }
+  }
+
+  async hibernate(owner: string, id: string): Promise<Sandbox> {
+    const s = this.get(owner, id)
+    return this.lifecycle.run(id, async () => {
+      this.assertAlive(s)
+      if (s.status === 'hibernated') return s
+      if (s.inFlight > 0) {
+        throw Errors.conflict(
+          `sandbox ${id} has ${s.inFlight} operation(s) in flight; hibernating would kill them`,
+          { id },
+        )
+      }
+      const withMemory = this.requireMemory('hibernate')
+      if (withMemory) await this.opts.beforeCheckpoint?.(id)
+      await this.engine.hibernate(s.containerId, withMemory)
+      s.status = 'hibernated'
+      s.hibernation = withMemory ? 'memory' : 'pause'
+      s.hibernatedAt = this.now()
+      this.idle.cancel(id)
+      this.log.info(
+        { runId: id, containerId: s.containerId, hibernation: s.hibernation },
+        'sandbox hibernated',
+      )
+      this.emit('sandbox.hibernated', s, { memory: withMemory })
+      return s
+    })
+  }
+
+  async resume(owner: string, id: string): Promise<Sandbox> {
+    const s = this.get(owner, id)
+    return this.lifecycle.run(id, async () => {
+      this.assertAlive(s)
+      if (s.status === 'running') return s
+      await this.engine.resume(s.containerId, s.hibernation === 'memory')
+      const now = this.now()
+      s.hibernatedMs += now - (s.hibernatedAt ?? now)
+      s.hibernatedAt = undefined
+      s.hibernation = undefined
+      s.status = 'running'
+      this.touch(owner, id)
+      this.log.info({ runId: id, containerId: s.containerId }, 'sandbox resumed')
+      this.emit('sandbox.resumed', s, {})
+      return s
+    })
+  }
+
+  // --- url(port) ------------------------------------------------------------------------------
 
   /**
    * A sandbox by id alone, whoever owns it, for url(port): that URL embeds the unguessable run id and is
@@ -317,29 +479,167 @@ export class SandboxService {
    * timer when a second has passed since the last activity (the timeout then fires at most that early).
    */
   noteProxyActivity(s: Sandbox): void {
-    const now = this.opts.clock.now()
+    const now = this.now()
     if (now - s.lastActivityAt < PROXY_ACTIVITY_GRANULARITY_MS) return
     if (s.status !== 'running' || this.sandboxes.get(s.id) !== s) return
     s.lastActivityAt = now
-    this.armIdleTimer(s)
+    this.idle.arm(s)
   }
 
   /** Stops the idle timers; sandboxes keep running and are adopted by the next start. */
   close(): void {
-    for (const cancel of this.idleTimers.values()) cancel()
-    this.idleTimers.clear()
+    this.idle.cancelAll()
+  }
+
+  // --- internals ------------------------------------------------------------------------------
+
+  private newSandbox(
+    owner: string,
+    input: Pick<CreateInput, 'image' | 'vcpus' | 'memMib' | 'diskMib' | 'timeoutSec'> & {
+      engineImage: string
+    },
+    at: number,
+  ): Omit<Sandbox, 'containerId'> {
+    return {
+      id: newRunId(),
+      owner,
+      image: input.image,
+      engineImage: input.engineImage,
+      vcpus: input.vcpus,
+      memMib: input.memMib,
+      diskMib: input.diskMib,
+      timeoutSec: input.timeoutSec,
+      status: 'running',
+      createdAt: at,
+      createMs: 0,
+      lastActivityAt: at,
+      inFlight: 0,
+      hibernatedMs: 0,
+    }
+  }
+
+  private specFor(base: Omit<Sandbox, 'containerId'>, env: Record<string, string>): SandboxSpec {
+    return {
+      runId: base.id,
+      image: base.image,
+      vcpus: base.vcpus,
+      memMib: base.memMib,
+      diskMib: base.diskMib,
+      env,
+      labels: sandboxLabels(this.opts.identity, base),
+    }
+  }
+
+  /** Registers a sandbox whose container now runs, and starts its idle timer. */
+  private adopt(base: Omit<Sandbox, 'containerId'>, containerId: string, started: number): Sandbox {
+    const at = this.now()
+    const sandbox: Sandbox = { ...base, containerId, createMs: at - started, lastActivityAt: at }
+    this.sandboxes.set(sandbox.id, sandbox)
+    this.idle.arm(sandbox)
+    this.log.info(
+      { runId: sandbox.id, containerId, image: sandbox.image, createMs: sandbox.createMs },
+      'sandbox created',
+    )
+    return sandbox
+  }
+
+  /** Files always; memory when the engine can (else files only, or a 409 in strict mode). */
+  private async capture(s: Sandbox, snapshotId: string): Promise<SnapshotRecord> {
+    const hibernated = s.status === 'hibernated'
+    // A paused (not checkpointed) hibernation has no memory image to copy.
+    const withMemory = this.requireMemory('snapshot') && !(hibernated && s.hibernation === 'pause')
+    if (withMemory && !hibernated) await this.opts.beforeCheckpoint?.(s.id)
+    const outcome = await this.engine.snapshot(s.containerId, {
+      snapshotId,
+      artifactDir: this.opts.snapshots.artifactDir(snapshotId),
+      withMemory,
+      hibernated,
+    })
+    return {
+      id: snapshotId,
+      runId: s.id,
+      owner: s.owner,
+      createdAt: this.now(),
+      sizeBytes: outcome.sizeBytes,
+      memory: withMemory,
+      image: s.image,
+      vcpus: s.vcpus,
+      memMib: s.memMib,
+      diskMib: s.diskMib,
+      timeoutSec: s.timeoutSec,
+      stored: outcome.stored,
+    }
+  }
+
+  private async startFromSnapshot(
+    owner: string,
+    record: SnapshotRecord,
+    timeoutSec = record.timeoutSec,
+  ): Promise<Sandbox> {
+    const started = this.now()
+    const base = this.newSandbox(owner, { ...record, timeoutSec, engineImage: record.stored.image }, started)
+    // Credentials come back with the snapshot: they are in the committed image's environment.
+    const containerId = await this.engine.restore(record.stored, this.specFor(base, {}))
+    return this.adopt(base, containerId, started)
+  }
+
+  private ownSnapshot(owner: string, snapshotId: string): SnapshotRecord {
+    const record = this.opts.snapshots.get(snapshotId)
+    if (!record || record.owner !== owner) throw Errors.snapshotNotFound(snapshotId)
+    return record
+  }
+
+  /** True when memory can be kept; false to degrade; a 409 in strict mode when it cannot. */
+  private requireMemory(what: string): boolean {
+    const memory = this.engine.memorySupport()
+    if (memory.available) return true
+    if (this.opts.strict) {
+      throw new EmulatorError(
+        'capability_unavailable',
+        409,
+        `${what} cannot keep memory here (${memory.reason}) and strict mode is on`,
+        {
+          reason: memory.reason,
+        },
+      )
+    }
+    return false
+  }
+
+  private assertAlive(s: Sandbox): void {
+    if (this.sandboxes.get(s.id) !== s || s.status === 'destroying') throw Errors.runNotFound(s.id)
+  }
+
+  /** Removes an image the emulator made for a fork or restore once no snapshot and no sandbox needs it. */
+  private async releaseEngineImage(s: Pick<Sandbox, 'image' | 'engineImage'>): Promise<void> {
+    const image = s.engineImage
+    // Only images the emulator made (a restore's or fork's) are its to remove.
+    if (image === s.image) return
+    if (this.opts.snapshots.all().some((r) => r.stored.image === image)) return
+    if ([...this.sandboxes.values()].some((s) => s.engineImage === image)) return
+    await this.engine
+      .releaseImage(image)
+      .catch((err) => this.log.warn({ image, err }, 'could not remove an unused snapshot image'))
   }
 
   private emit(event: SandboxEventName, sandbox: Sandbox, data: Record<string, unknown> = {}): void {
-    this.events.emit({ event, sandbox, at: this.opts.clock.now(), data }, (err) =>
+    this.events.emit({ event, sandbox, at: this.now(), data }, (err) =>
       this.log.error({ runId: sandbox.id, event, err }, 'sandbox event listener failed'),
     )
   }
 
-  /** Runs an operation on a running sandbox; it counts as activity and the sandbox is never idle meanwhile. */
+  /**
+   * Runs an exec or file operation: it waits while a lifecycle operation (a checkpoint's pause, say) is
+   * under way, refuses a hibernated sandbox (409: resume it first), counts as activity, and keeps the
+   * sandbox from going idle while it runs.
+   */
   private async withActivity<T>(owner: string, id: string, op: (s: Sandbox) => Promise<T>): Promise<T> {
+    if (this.lifecycle.busy(id)) await this.lifecycle.idle(id)
     const s = this.touch(owner, id)
     if (s.status === 'destroying') throw Errors.conflict(`sandbox ${id} is being destroyed`, { id })
+    if (s.status === 'hibernated') {
+      throw Errors.conflict(`sandbox ${id} is hibernated; resume it first`, { id, status: s.status })
+    }
     s.inFlight++
     try {
       return await op(s)
@@ -349,27 +649,10 @@ export class SandboxService {
     }
   }
 
-  private armIdleTimer(s: Sandbox): void {
-    this.cancelIdleTimer(s.id)
-    if (s.timeoutSec <= 0) return
-    const { clock } = this.opts
-    const due = s.lastActivityAt + s.timeoutSec * 1000
-    this.idleTimers.set(
-      s.id,
-      clock.schedule(Math.max(0, due - clock.now()), () => this.onIdle(s)),
-    )
-  }
-
-  private cancelIdleTimer(id: string): void {
-    this.idleTimers.get(id)?.()
-    this.idleTimers.delete(id)
-  }
-
   private onIdle(s: Sandbox): void {
-    this.idleTimers.delete(s.id)
     if (this.sandboxes.get(s.id) !== s || s.status !== 'running') return
     // An operation still running keeps the sandbox alive; its end re-arms the timer.
-    if (s.inFlight > 0) return
+    if (s.inFlight > 0 || this.lifecycle.busy(s.id)) return
     this.log.info(
       { runId: s.id, containerId: s.containerId, timeoutSec: s.timeoutSec },
       'idle timeout reached',

@@ -6,9 +6,13 @@ import type {
   ExecRequest,
   FileDownload,
   ManagedSandbox,
+  MemorySupport,
   ResourceUsage,
   SandboxEngine,
   SandboxSpec,
+  SnapshotOutcome,
+  SnapshotRequest,
+  StoredSnapshot,
 } from '../../src/sandboxes/engine.ts'
 
 /**
@@ -82,6 +86,38 @@ export class FakeEngine implements SandboxEngine {
 
   async remove(containerId: string): Promise<void> {
     this.removed.push(containerId)
+  }
+
+  memory: MemorySupport = { available: false, reason: 'fake engine' }
+  readonly hibernated = new Set<string>()
+  /** Indexes (in start order) of restores that fail, to exercise partial fork failures. */
+  failRestores = new Set<number>()
+  private restores = 0
+
+  memorySupport(): MemorySupport {
+    return this.memory
+  }
+
+  async snapshot(_containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+    return { stored: { image: `fake-snapshot:${request.snapshotId}`, checkpointDir: null }, sizeBytes: 1 }
+  }
+
+  async restore(_stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
+    const n = this.restores++
+    if (this.failRestores.has(n)) throw Errors.engine(`fake restore ${n} failed`)
+    return this.create(spec)
+  }
+
+  async deleteSnapshot(): Promise<void> {}
+
+  async releaseImage(): Promise<void> {}
+
+  async hibernate(containerId: string): Promise<void> {
+    this.hibernated.add(containerId)
+  }
+
+  async resume(containerId: string): Promise<void> {
+    this.hibernated.delete(containerId)
   }
 
   async listManaged(): Promise<ManagedSandbox[]> {

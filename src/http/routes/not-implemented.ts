@@ -6,13 +6,6 @@ import { Errors } from '../../errors.ts'
  * feature, never a fake success.
  */
 const PENDING: [method: 'GET' | 'POST' | 'DELETE', url: string, feature: string][] = [
-  ['POST', '/runs/:id/snapshot', 'snapshot'],
-  ['POST', '/runs/restore', 'restore'],
-  ['GET', '/snapshots', 'snapshots'],
-  ['DELETE', '/snapshots/:id', 'snapshots'],
-  ['POST', '/runs/:id/fork', 'fork'],
-  ['POST', '/runs/:id/hibernate', 'hibernate'],
-  ['POST', '/runs/:id/resume', 'resume'],
   ['GET', '/runs/:id/audit', 'audit log'],
   ['GET', '/usage', 'usage'],
   ['GET', '/runs/history', 'history'],

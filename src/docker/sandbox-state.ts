@@ -1,0 +1,118 @@
+import { join } from 'node:path'
+import type Docker from 'dockerode'
+import { Errors } from '../errors.ts'
+import type { SandboxSpec, SnapshotOutcome, SnapshotRequest, StoredSnapshot } from '../sandboxes/engine.ts'
+import { Checkpoints, dirSize } from './checkpoints.ts'
+import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
+import { dockerMessage, translateDockerError } from './errors.ts'
+
+/** Repository of the images that hold snapshot filesystems; the tag is the snapshot id. */
+export const SNAPSHOT_REPO = 'isorun-emulator-snapshot'
+/** The checkpoint a hibernated sandbox resumes from. */
+export const HIBERNATE_CHECKPOINT = 'hibernate'
+/** The name a stored checkpoint is given inside the container restored from it. */
+const RESTORE_CHECKPOINT = 'restore'
+
+/**
+ * Snapshot, restore, hibernate and resume on Docker: `docker commit` for the filesystem, CRIU
+ * checkpoints (Docker's experimental API) for processes and memory.
+ */
+export class SandboxState {
+  private readonly docker: Docker
+  private readonly checkpoints: Checkpoints
+
+  constructor(docker: Docker, rootDir: string) {
+    this.docker = docker
+    this.checkpoints = new Checkpoints(docker, rootDir)
+  }
+
+  /**
+   * A running sandbox is paused first, so the commit (files) and the checkpoint (memory) come from the
+   * same instant; CRIU checkpoints a paused container and leaves it paused. Then it is unpaused: it
+   * never stops. A hibernated sandbox is captured as it lies: its commit plus its hibernation checkpoint.
+   */
+  async snapshot(containerId: string, req: SnapshotRequest): Promise<SnapshotOutcome> {
+    const container = this.docker.getContainer(containerId)
+    const image = `${SNAPSHOT_REPO}:${req.snapshotId}`
+    const checkpointDir = req.withMemory ? join(req.artifactDir, 'checkpoint') : null
+    try {
+      if (req.hibernated) {
+        await this.commit(container, req.snapshotId)
+        if (checkpointDir) await this.checkpoints.copyOut(containerId, HIBERNATE_CHECKPOINT, checkpointDir)
+      } else {
+        await container.pause()
+        try {
+          if (req.withMemory) await this.checkpoints.create(containerId, req.snapshotId, false)
+          await this.commit(container, req.snapshotId)
+        } finally {
+          await container.unpause().catch(() => {})
+        }
+        if (checkpointDir) await this.checkpoints.moveOut(containerId, req.snapshotId, checkpointDir)
+      }
+    } catch (err) {
+      await this.checkpoints.remove(containerId, req.snapshotId)
+      await this.docker
+        .getImage(image)
+        .remove()
+        .catch(() => {})
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+    const stored: StoredSnapshot = { image, checkpointDir }
+    return { stored, sizeBytes: await this.sizeOf(stored) }
+  }
+
+  /** A new container from the snapshot's image; started from its checkpoint when it has one. */
+  async restore(stored: StoredSnapshot, spec: SandboxSpec, settings: ContainerSettings): Promise<string> {
+    const container = await createSandboxContainer(this.docker, spec, stored.image, settings)
+    if (!stored.checkpointDir) {
+      await startSandboxContainer(container, spec.image)
+      return container.id
+    }
+    try {
+      await this.checkpoints.copyIn(stored.checkpointDir, container.id, RESTORE_CHECKPOINT)
+      await this.checkpoints.startFrom(container.id, RESTORE_CHECKPOINT)
+    } catch (err) {
+      await container.remove({ force: true, v: true }).catch(() => {})
+      throw Errors.engine(`restoring the checkpoint into a new sandbox failed: ${dockerMessage(err)}`)
+    }
+    return container.id
+  }
+
+  async hibernate(containerId: string, withMemory: boolean): Promise<void> {
+    try {
+      if (withMemory) await this.checkpoints.create(containerId, HIBERNATE_CHECKPOINT, true)
+      else await this.docker.getContainer(containerId).pause()
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+  }
+
+  async resume(containerId: string, withMemory: boolean): Promise<void> {
+    try {
+      if (withMemory) {
+        await this.checkpoints.startFrom(containerId, HIBERNATE_CHECKPOINT)
+        await this.checkpoints.remove(containerId, HIBERNATE_CHECKPOINT)
+      } else {
+        await this.docker.getContainer(containerId).unpause()
+      }
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+  }
+
+  isHibernatedWithMemory(containerId: string): Promise<boolean> {
+    return this.checkpoints.exists(containerId, HIBERNATE_CHECKPOINT)
+  }
+
+  private async commit(container: Docker.Container, snapshotId: string): Promise<void> {
+    await container.commit({ repo: SNAPSHOT_REPO, tag: snapshotId, pause: false })
+  }
+
+  /** The snapshot's own layer (not the base image it shares) plus its checkpoint files. */
+  private async sizeOf(stored: StoredSnapshot): Promise<number> {
+    const history = (await this.docker.getImage(stored.image).history()) as { Size?: number }[]
+    const layer = history[0]?.Size ?? 0
+    const checkpoint = stored.checkpointDir ? await dirSize(stored.checkpointDir) : 0
+    return layer + checkpoint
+  }
+}

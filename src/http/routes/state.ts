@@ -1,0 +1,59 @@
+import type { FastifyInstance } from 'fastify'
+import { toRunRecord } from '../../sandboxes/sandbox.ts'
+import type { SandboxService } from '../../sandboxes/service.ts'
+import type { SnapshotRecord } from '../../sandboxes/snapshot-store.ts'
+import { ForkBody, RestoreBody, RunParams, SnapshotParams } from '../schemas.ts'
+import { parse } from '../validate.ts'
+
+/** The snapshot as the SDK reads it; `memory` says whether processes were captured too. */
+function toSnapshotWire(r: SnapshotRecord) {
+  return {
+    snapshot_id: r.id,
+    id: r.id,
+    run_id: r.runId,
+    size_bytes: r.sizeBytes,
+    created_at: new Date(r.createdAt).toISOString(),
+    memory: r.memory,
+  }
+}
+
+/** Snapshot, restore, fork, hibernate, resume. */
+export function stateRoutes(app: FastifyInstance, service: SandboxService): void {
+  app.post('/runs/:id/snapshot', async (request, reply) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    return reply.status(201).send(toSnapshotWire(await service.snapshot(request.owner, id)))
+  })
+
+  app.get('/snapshots', async (request) => ({
+    snapshots: service.listSnapshots(request.owner).map(toSnapshotWire),
+  }))
+
+  app.delete('/snapshots/:id', async (request) => {
+    const { id } = parse(SnapshotParams, request.params, 'params')
+    await service.deleteSnapshot(request.owner, id)
+    return { status: 'deleted', snapshot_id: id }
+  })
+
+  app.post('/runs/restore', async (request, reply) => {
+    const { snapshot_id } = parse(RestoreBody, request.body, 'body')
+    return reply.status(201).send(toRunRecord(await service.restore(request.owner, snapshot_id)))
+  })
+
+  app.post('/runs/:id/fork', async (request, reply) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    const { count } = parse(ForkBody, request.body, 'body')
+    const { forks, failed } = await service.fork(request.owner, id, count)
+    // Children that failed are reported beside the ones that started, never swallowed.
+    return reply.status(201).send({ forks: forks.map(toRunRecord), failed })
+  })
+
+  app.post('/runs/:id/hibernate', async (request) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    return toRunRecord(await service.hibernate(request.owner, id))
+  })
+
+  app.post('/runs/:id/resume', async (request) => {
+    const { id } = parse(RunParams, request.params, 'params')
+    return toRunRecord(await service.resume(request.owner, id))
+  })
+}
