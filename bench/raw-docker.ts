@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs'
 import type { Duplex } from 'node:stream'
 import Docker from 'dockerode'
 
@@ -18,6 +19,42 @@ export class RawDocker {
     })
     await c.start()
     return c
+  }
+
+  /**
+   * A container CRIU can restore elsewhere: tini bind-mounted from its real path (Docker's `--init`
+   * mounts it through a symlink, which CRIU fails to restore into another container).
+   */
+  async createCheckpointable(image: string, start = true): Promise<Docker.Container> {
+    const c = await this.docker.createContainer({
+      Image: image,
+      Entrypoint: ['/sbin/docker-init', '--', 'sleep', '2147483647'],
+      Cmd: [],
+      Labels: { 'isorun-emulator.bench': '1' },
+      HostConfig: {
+        Binds: [`${realpathSync('/usr/bin/docker-init')}:/sbin/docker-init:ro`],
+        NanoCpus: 1e9,
+        Memory: 1024 * 1024 * 1024,
+        MemorySwap: 1024 * 1024 * 1024,
+      },
+    })
+    if (start) await c.start()
+    return c
+  }
+
+  /** POST /containers/{id}/start?checkpoint=NAME with no body (dockerode's start() sends one). */
+  startFromCheckpoint(c: Docker.Container, name: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.docker.modem.dial(
+        {
+          path: `/containers/${c.id}/start?`,
+          method: 'POST',
+          statusCodes: { 204: true, 304: true, 500: 'server error' },
+          options: { _query: { checkpoint: name }, _body: {} },
+        },
+        (err: unknown) => (err ? reject(err) : resolve()),
+      )
+    })
   }
 
   async exec(c: Docker.Container, command: string): Promise<{ exitCode: number; bytes: number }> {

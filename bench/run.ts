@@ -10,6 +10,7 @@ import { Isorun } from 'isorun'
 import { startEmulatorProcess } from './emulator-process.ts'
 import { benchProxy, type ProxyBenchRow, printProxyTable } from './proxy.ts'
 import { RawDocker } from './raw-docker.ts'
+import { benchState } from './state.ts'
 import { median, percentile, timed } from './stats.ts'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15)
@@ -78,6 +79,14 @@ async function main() {
           const [td] = await timed(() => raw.destroy(c))
           row('destroy').raw.push(td)
         }
+      }
+    }
+    // Sandbox state (CRIU): snapshot, restore, fork(5), hibernate + resume.
+    if (process.env.BENCH_STATE !== '0') {
+      const state = await benchState(isorun, raw, IMAGE, Math.max(3, Math.ceil(ROUNDS / 3)))
+      for (const [name, sides] of Object.entries(state)) {
+        row(name).emulator.push(...sides.emulator)
+        row(name).raw.push(...sides.raw)
       }
     }
     // url(port): through the emulator's proxy vs straight to the container's IP.

@@ -223,6 +223,54 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       await small.app.close()
     })
 
+    it('reports fork children that failed to start beside those that did', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      t.engine.failRestores = new Set([1])
+      const res = await t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/fork`,
+        headers: auth(),
+        payload: { count: 3 },
+      })
+      expect(res.statusCode).toBe(201)
+      const body = res.json()
+      expect(body.forks).toHaveLength(2)
+      expect(body.failed).toEqual([{ index: 1, code: 'engine_error', message: 'fake restore 1 failed' }])
+    })
+
+    it('fails a fork whose every child failed, naming the cause', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      t.engine.failRestores = new Set([0, 1])
+      const res = await t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/fork`,
+        headers: auth(),
+        payload: { count: 2 },
+      })
+      expect(res.statusCode).toBe(500)
+      expect(res.json().error.message).toContain('every fork child failed to start')
+    })
+
+    it('answers a restore of an unknown snapshot with 404 and a fork count out of range with 400', async () => {
+      const restore = await t.app.inject({
+        method: 'POST',
+        url: '/v1/runs/restore',
+        headers: auth(),
+        payload: { snapshot_id: 'snapnope' },
+      })
+      expect(restore.statusCode).toBe(404)
+      expect(restore.json().error.message).toBe('snapshot snapnope not found')
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      const fork = await t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/fork`,
+        headers: auth(),
+        payload: { count: 21 },
+      })
+      expect(fork.statusCode).toBe(400)
+      expect(fork.json().error.details.field).toBe('body.count')
+    })
+
     it('answers the routes still to be built with 501, never a fake success', async () => {
       const res = await t.app.inject({ method: 'GET', url: '/v1/usage', headers: auth() })
       expect(res.statusCode).toBe(501)

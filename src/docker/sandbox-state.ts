@@ -80,8 +80,12 @@ export class SandboxState {
 
   async hibernate(containerId: string, withMemory: boolean): Promise<void> {
     try {
-      if (withMemory) await this.checkpoints.create(containerId, HIBERNATE_CHECKPOINT, true)
-      else await this.docker.getContainer(containerId).pause()
+      if (withMemory) {
+        await this.checkpoints.create(containerId, HIBERNATE_CHECKPOINT, true)
+        await this.untilStopped(containerId)
+      } else {
+        await this.docker.getContainer(containerId).pause()
+      }
     } catch (err) {
       throw translateDockerError(err, () => Errors.runNotFound(containerId))
     }
@@ -98,6 +102,21 @@ export class SandboxState {
     } catch (err) {
       throw translateDockerError(err, () => Errors.runNotFound(containerId))
     }
+  }
+
+  /**
+   * Docker answers a checkpoint with exit before its own record of the container has caught up (it
+   * still lists it as paused for a moment); wait until it is stopped, so hibernate returns with the
+   * memory really released and a resume right after finds a stopped container.
+   */
+  private async untilStopped(containerId: string): Promise<void> {
+    const container = this.docker.getContainer(containerId)
+    for (let i = 0; i < 100; i++) {
+      const { State } = await container.inspect()
+      if (!State.Running && !State.Paused) return
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    throw Errors.engine(`sandbox container ${containerId.slice(0, 12)} did not stop after its checkpoint`)
   }
 
   isHibernatedWithMemory(containerId: string): Promise<boolean> {

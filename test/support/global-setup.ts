@@ -15,6 +15,8 @@ declare module 'vitest' {
     /** Why the Docker-backed tests are skipped; '' when they run. */
     dockerSkipReason: string
     instanceId: string
+    /** The emulator's data dir (snapshots live under it). */
+    dataDir: string
   }
 }
 
@@ -36,6 +38,7 @@ export default async function setup(project: TestProject) {
     project.provide('dockerSkipReason', reason)
     project.provide('apiUrl', '')
     project.provide('instanceId', '')
+    project.provide('dataDir', '')
     return
   }
 
@@ -52,6 +55,7 @@ export default async function setup(project: TestProject) {
   project.provide('apiUrl', server.apiUrl)
   project.provide('dockerSkipReason', '')
   project.provide('instanceId', instanceId)
+  project.provide('dataDir', server.service.identity.dataDir)
 
   return async () => {
     await server.close()

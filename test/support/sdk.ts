@@ -7,6 +7,7 @@ import { LABEL } from '../../src/sandboxes/labels.ts'
 export const apiUrl = inject('apiUrl')
 export const dockerSkipReason = inject('dockerSkipReason')
 export const instanceId = inject('instanceId')
+export const dataDir = inject('dataDir')
 
 /**
  * `describe` for tests that need the emulator on a real Docker engine. Without Docker they are skipped,

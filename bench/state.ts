@@ -1,0 +1,103 @@
+import { cp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type Docker from 'dockerode'
+import type { Isorun } from 'isorun'
+import type { RawDocker } from './raw-docker.ts'
+import { timed } from './stats.ts'
+
+/** Sample times (ms) per operation, emulator and raw Docker side by side. */
+export type StateSamples = Record<string, { emulator: number[]; raw: number[] }>
+
+const COUNTER = `sh -c 'i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.1; done' >/dev/null 2>&1 </dev/null &`
+
+/**
+ * Snapshot + restore, fork(5) and hibernate + resume through the SDK, against the same CRIU work done by
+ * hand on the Engine API (pause, checkpoint, commit, unpause; create, copy the checkpoint in, start from
+ * it). Each sandbox runs a counting shell loop, so there is memory to carry.
+ */
+export async function benchState(
+  isorun: Isorun,
+  raw: RawDocker,
+  image: string,
+  rounds: number,
+): Promise<StateSamples> {
+  const samples: StateSamples = {}
+  const add = (name: string, side: 'emulator' | 'raw', ms: number) => {
+    samples[name] ??= { emulator: [], raw: [] }
+    samples[name][side].push(ms)
+  }
+  const rootDir = (await raw.docker.info()).DockerRootDir as string
+
+  for (let i = 0; i < rounds; i++) {
+    // Emulator, through the SDK.
+    const s = await isorun.create({ image })
+    await s.exec(COUNTER)
+    const [tSnap, snap] = await timed(() => s.snapshot())
+    add('snapshot', 'emulator', tSnap)
+    const [tRestore, restored] = await timed(() => isorun.restore(snap.id))
+    add('restore', 'emulator', tRestore)
+    add('snapshot + restore', 'emulator', tSnap + tRestore)
+    const [tFork, kids] = await timed(() => s.fork(5))
+    if (kids.length !== 5) throw new Error(`fork(5) gave ${kids.length} children`)
+    add('fork(5)', 'emulator', tFork)
+    const [tHib] = await timed(() => s.hibernate())
+    const [tRes] = await timed(() => s.resume())
+    add('hibernate + resume', 'emulator', tHib + tRes)
+    await Promise.all([s, restored, ...kids].map((x) => x.destroy()))
+    await isorun.deleteSnapshot(snap.id)
+
+    // Raw Docker, by hand.
+    const c = await raw.createCheckpointable(image)
+    await raw.exec(c, COUNTER)
+    const name = `bench${i}`
+    const [tRawSnap] = await timed(async () => {
+      await c.pause()
+      await (c as unknown as Checkpointable).createCheckpoint({ CheckpointID: name, Exit: false })
+      await c.commit({ repo: 'isorun-bench-snap', tag: name, pause: false })
+      await c.unpause()
+    })
+    add('snapshot', 'raw', tRawSnap)
+    const src = join(rootDir, 'containers', c.id, 'checkpoints', name)
+    const restoreOne = async () => {
+      const n = await raw.createCheckpointable(`isorun-bench-snap:${name}`, false)
+      const dest = join(rootDir, 'containers', n.id, 'checkpoints', name)
+      await mkdir(join(dest, '..'), { recursive: true })
+      await cp(src, dest, { recursive: true })
+      await writeFile(join(dest, 'nonce'), n.id)
+      await raw.startFromCheckpoint(n, name)
+      return n
+    }
+    const [tRawRestore, r1] = await timed(restoreOne)
+    add('restore', 'raw', tRawRestore)
+    add('snapshot + restore', 'raw', tRawSnap + tRawRestore)
+    const [tRawFork, rawKids] = await timed(async () => {
+      await c.pause()
+      await (c as unknown as Checkpointable).createCheckpoint({ CheckpointID: `${name}f`, Exit: false })
+      await c.commit({ repo: 'isorun-bench-snap', tag: name, pause: false })
+      await c.unpause()
+      return Promise.all(Array.from({ length: 5 }, restoreOne))
+    })
+    add('fork(5)', 'raw', tRawFork)
+    const [tRawHib] = await timed(async () => {
+      await (c as unknown as Checkpointable).createCheckpoint({ CheckpointID: 'hib', Exit: true })
+      while ((await c.inspect()).State.Running) await new Promise((r) => setTimeout(r, 20))
+      const dir = join(rootDir, 'containers', c.id, 'checkpoints', 'hib')
+      await writeFile(join(dir, 'nonce'), String(Date.now()))
+      await raw.startFromCheckpoint(c, 'hib')
+    })
+    add('hibernate + resume', 'raw', tRawHib)
+    await Promise.all([c, r1, ...rawKids].map((x) => raw.destroy(x)))
+    await rm(src, { recursive: true, force: true })
+    await raw.docker
+      .getImage(`isorun-bench-snap:${name}`)
+      .remove()
+      .catch(() => {})
+  }
+  return samples
+}
+
+interface Checkpointable {
+  createCheckpoint(opts: { CheckpointID: string; Exit: boolean }): Promise<unknown>
+}
+
+export type { Docker }
