@@ -1,9 +1,12 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
+import { HistoryStore } from './accounts/history.ts'
+import { AuditLog, loadAuditKey } from './audit/audit-log.ts'
 import type { Capabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
+import { accountRoutes } from './http/routes/accounts.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
 import { execRoutes } from './http/routes/exec.ts'
 import { fileRoutes } from './http/routes/files.ts'
@@ -17,6 +20,7 @@ import type { SandboxEngine } from './sandboxes/engine.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import { SandboxService } from './sandboxes/service.ts'
 import { SnapshotStore } from './sandboxes/snapshot-store.ts'
+import { SandboxStateStore } from './sandboxes/state-store.ts'
 
 export interface AppDeps {
   config: Config
@@ -31,6 +35,8 @@ export interface App {
   service: SandboxService
   /** url(port)'s connections into sandboxes; `closeConnections(runId)` before a checkpoint. */
   proxy: GuestProxy
+  audit: AuditLog
+  history: HistoryStore
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -45,17 +51,27 @@ export function buildApp(deps: AppDeps): App {
     bodyLimit: 8 * 1024 * 1024,
   })
   const proxy = new GuestProxy()
+  const clock = deps.clock ?? realClock
   const service = new SandboxService({
     engine,
-    clock: deps.clock ?? realClock,
+    clock,
     pricing: config.pricing,
     identity,
     logger: app.log,
     execOutputLimit: config.execOutputLimit,
     snapshots: new SnapshotStore(identity.dataDir),
+    state: new SandboxStateStore(identity.dataDir),
     strict: config.strict,
     beforeCheckpoint: (runId) => proxy.closeConnections(runId),
   })
+
+  // The audit log listens first, so a destroy's history entry is written after its last audit entry.
+  const audit = new AuditLog(identity.dataDir, loadAuditKey(identity.dataDir, config.auditKey), () =>
+    clock.now(),
+  )
+  audit.follow(service.events)
+  const history = new HistoryStore(identity.dataDir)
+  history.follow(service.events)
 
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
@@ -65,6 +81,7 @@ export function buildApp(deps: AppDeps): App {
       runRoutes(v1, service)
       execRoutes(v1, service)
       stateRoutes(v1, service)
+      accountRoutes(v1, { service, history, audit, pricing: config.pricing, clock })
       notImplementedRoutes(v1)
       v1.register(async (files) => fileRoutes(files, service, config.uploadLimit))
     },
@@ -78,7 +95,7 @@ export function buildApp(deps: AppDeps): App {
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => service.close())
-  return { app, service, proxy }
+  return { app, service, proxy, audit, history }
 }
 
 /**

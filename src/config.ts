@@ -49,6 +49,8 @@ const ConfigSchema = z.object({
   ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
   // Docker network sandboxes join.
   ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
+  // Key of the audit log's HMAC chain; when unset one is generated and kept in <data dir>/audit.key.
+  ISORUN_EMULATOR_AUDIT_KEY: z.string().min(16).optional(),
   // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
   ISORUN_EMULATOR_CRIU: z.enum(['auto', 'off']).default('auto'),
   // Strict: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading
@@ -77,6 +79,7 @@ export interface Config {
   network: string
   criu: 'auto' | 'off'
   strict: boolean
+  auditKey: string | undefined
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -111,5 +114,6 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     network: c.ISORUN_EMULATOR_NETWORK,
     criu: c.ISORUN_EMULATOR_CRIU,
     strict: c.ISORUN_EMULATOR_STRICT,
+    auditKey: c.ISORUN_EMULATOR_AUDIT_KEY,
   }
 }

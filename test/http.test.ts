@@ -272,7 +272,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
     })
 
     it('answers the routes still to be built with 501, never a fake success', async () => {
-      const res = await t.app.inject({ method: 'GET', url: '/v1/usage', headers: auth() })
+      const res = await t.app.inject({ method: 'GET', url: '/v1/network-profiles', headers: auth() })
       expect(res.statusCode).toBe(501)
       expect(res.json().error.code).toBe('not_implemented')
     })

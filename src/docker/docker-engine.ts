@@ -240,6 +240,20 @@ export class DockerEngine implements SandboxEngine {
     }
   }
 
+  async env(containerId: string): Promise<Record<string, string>> {
+    try {
+      const info = await this.docker.getContainer(containerId).inspect()
+      return Object.fromEntries(
+        (info.Config?.Env ?? []).map((kv) => {
+          const i = kv.indexOf('=')
+          return i < 0 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)]
+        }),
+      )
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+  }
+
   async listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]> {
     try {
       const found = await this.docker.listContainers({

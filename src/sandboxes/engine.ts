@@ -126,6 +126,8 @@ export interface SandboxEngine {
   /** With memory: checkpoint to disk and stop (memory released). Without: pause (memory kept). */
   hibernate(containerId: string, withMemory: boolean): Promise<void>
   resume(containerId: string, withMemory: boolean): Promise<void>
+  /** The sandbox's environment variables (to recover credential values after a restart or restore). */
+  env(containerId: string): Promise<Record<string, string>>
   /** Sandboxes carrying the given labels (used to rebuild state and reap leftovers). */
   listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]>
   /**

@@ -84,5 +84,7 @@ export function sandboxFromLabels(
     lastActivityAt: now,
     inFlight: 0,
     hibernatedMs: 0,
+    credentialNames: [],
+    secrets: [],
   }
 }

@@ -27,6 +27,10 @@ export interface Sandbox {
   hibernatedAt?: number
   /** Time spent hibernated, which is not billed. */
   hibernatedMs: number
+  /** Names of the credentials given at create (persisted); their values live in the container's env. */
+  credentialNames: string[]
+  /** Credential values, in memory only, so the audit log can mask them. Never persisted or returned. */
+  secrets: string[]
 }
 
 /** Uptime that costs money: all of it except hibernation. */

@@ -5,7 +5,7 @@ import { EmulatorError, Errors } from '../errors.ts'
 import { GuestAddresses } from './addresses.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
-import type { FileDownload, SandboxEngine, SandboxSpec } from './engine.ts'
+import type { FileDownload, ManagedSandbox, SandboxEngine, SandboxSpec } from './engine.ts'
 import { type SandboxEventName, SandboxEvents } from './events.ts'
 import { IdleTimers } from './idle-timers.ts'
 import { newRunId, newSnapshotId } from './ids.ts'
@@ -13,6 +13,7 @@ import { type InstanceIdentity, LABEL, sandboxFromLabels, sandboxLabels } from '
 import { KeyedLock } from './locks.ts'
 import { billableMs, type Sandbox } from './sandbox.ts'
 import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
+import type { SandboxStateStore } from './state-store.ts'
 
 /** The structured logger the domain writes to (pino's shape; the app passes Fastify's logger). */
 export interface Logger {
@@ -79,6 +80,8 @@ export interface SandboxServiceOptions {
   logger: Logger
   execOutputLimit: number
   snapshots: SnapshotStore
+  /** Mutable sandbox state on disk, so a restart (even SIGKILL) loses nothing. */
+  state: SandboxStateStore
   /** Fail instead of degrading when memory cannot be kept (snapshot, fork, hibernate). */
   strict: boolean
   /**
@@ -148,32 +151,54 @@ export class SandboxService {
         }
         continue
       }
-      const sandbox =
-        c.state === 'stopped' ? undefined : sandboxFromLabels(c.containerId, c.labels, this.now())
+      const sandbox = await this.rebuild(c)
       if (!sandbox) {
         await this.engine.remove(c.containerId)
         reaped++
         this.log.warn(
-          { containerId: c.containerId, state: c.state },
-          'reaped a container that cannot be rebuilt',
+          { containerId: c.containerId, runId: c.labels[LABEL.runId], state: c.state },
+          'reaped a container this emulator created but no longer knows (create or destroy cut short)',
         )
         continue
       }
-      if (c.state === 'hibernated') {
-        sandbox.status = 'hibernated'
-        sandbox.hibernatedAt = this.now()
-        sandbox.hibernation = this.engine.memorySupport().available ? 'memory' : 'pause'
-      } else {
-        this.idle.arm(sandbox)
-      }
       this.sandboxes.set(sandbox.id, sandbox)
+      // Idle timers carry on from the last recorded activity, not from the restart.
+      if (sandbox.status === 'running') this.idle.arm(sandbox)
       adopted++
       this.log.info(
         { runId: sandbox.id, containerId: c.containerId, status: sandbox.status },
         'adopted sandbox after restart',
       )
     }
+    for (const id of this.opts.state.ids()) {
+      if (this.sandboxes.has(id)) continue
+      this.opts.state.delete(id)
+      this.log.warn(
+        { runId: id },
+        'a sandbox recorded in the data dir has no container any more (removed outside the emulator)',
+      )
+    }
     return { adopted, reaped }
+  }
+
+  /** A sandbox from its container's labels and its state file; undefined when either is missing. */
+  private async rebuild(c: ManagedSandbox): Promise<Sandbox | undefined> {
+    if (c.state === 'stopped') return undefined
+    const sandbox = sandboxFromLabels(c.containerId, c.labels, this.now())
+    const saved = sandbox && this.opts.state.load(sandbox.id)
+    if (!sandbox || !saved) return undefined
+    sandbox.timeoutSec = saved.timeoutSec
+    sandbox.lastActivityAt = saved.lastActivityAt
+    sandbox.hibernatedMs = saved.hibernatedMs
+    sandbox.credentialNames = saved.credentialNames
+    sandbox.secrets = await this.secretsOf(c.containerId, saved.credentialNames)
+    if (c.state === 'hibernated') {
+      // The container says hibernated even if the emulator died before recording it.
+      sandbox.status = 'hibernated'
+      sandbox.hibernatedAt = saved.hibernatedAt ?? this.now()
+      sandbox.hibernation = saved.hibernation ?? (this.engine.memorySupport().available ? 'memory' : 'pause')
+    }
+    return sandbox
   }
 
   async create(owner: string, input: CreateInput): Promise<Sandbox> {
@@ -210,6 +235,7 @@ export class SandboxService {
     const s = this.get(owner, id)
     s.lastActivityAt = this.now()
     if (s.status === 'running') this.idle.arm(s)
+    this.opts.state.saveActivity(s)
     return s
   }
 
@@ -217,7 +243,9 @@ export class SandboxService {
     const s = this.get(owner, id)
     s.timeoutSec = timeoutSec
     this.emit('timeout.set', s, { timeout: timeoutSec })
-    return this.touch(owner, id)
+    this.touch(owner, id)
+    this.opts.state.save(s)
+    return s
   }
 
   async destroy(owner: string, id: string, reason: DestroyReason = 'api'): Promise<DestroyResult> {
@@ -243,6 +271,7 @@ export class SandboxService {
       }
       const now = this.now()
       this.sandboxes.delete(id)
+      this.opts.state.delete(id)
       const result: DestroyResult = {
         status: 'destroyed',
         cpu_ms: usage.cpuMs,
@@ -251,7 +280,7 @@ export class SandboxService {
         cost_cents: costCents(this.opts.pricing, s.vcpus, s.memMib, billableMs(s, now)),
       }
       this.log.info({ ...log, ...result }, 'sandbox destroyed')
-      this.emit('sandbox.destroyed', s, { reason, ...result })
+      this.emit('sandbox.destroyed', s, { reason, ...result, billable_ms: billableMs(s, now) })
       await this.releaseEngineImage(s)
       return result
     })
@@ -417,6 +446,7 @@ export class SandboxService {
       s.hibernation = withMemory ? 'memory' : 'pause'
       s.hibernatedAt = this.now()
       this.idle.cancel(id)
+      this.opts.state.save(s)
       this.log.info(
         { runId: id, containerId: s.containerId, hibernation: s.hibernation },
         'sandbox hibernated',
@@ -438,6 +468,7 @@ export class SandboxService {
       s.hibernation = undefined
       s.status = 'running'
       this.touch(owner, id)
+      this.opts.state.save(s)
       this.log.info({ runId: id, containerId: s.containerId }, 'sandbox resumed')
       this.emit('sandbox.resumed', s, {})
       return s
@@ -495,7 +526,7 @@ export class SandboxService {
 
   private newSandbox(
     owner: string,
-    input: Pick<CreateInput, 'image' | 'vcpus' | 'memMib' | 'diskMib' | 'timeoutSec'> & {
+    input: Pick<CreateInput, 'image' | 'vcpus' | 'memMib' | 'diskMib' | 'timeoutSec' | 'credentials'> & {
       engineImage: string
     },
     at: number,
@@ -515,6 +546,8 @@ export class SandboxService {
       lastActivityAt: at,
       inFlight: 0,
       hibernatedMs: 0,
+      credentialNames: Object.keys(input.credentials),
+      secrets: Object.values(input.credentials),
     }
   }
 
@@ -534,6 +567,8 @@ export class SandboxService {
   private adopt(base: Omit<Sandbox, 'containerId'>, containerId: string, started: number): Sandbox {
     const at = this.now()
     const sandbox: Sandbox = { ...base, containerId, createMs: at - started, lastActivityAt: at }
+    // On disk before the caller hears of it: a container without its state file is reaped at start.
+    this.opts.state.save(sandbox)
     this.sandboxes.set(sandbox.id, sandbox)
     this.idle.arm(sandbox)
     this.log.info(
@@ -567,6 +602,7 @@ export class SandboxService {
       memMib: s.memMib,
       diskMib: s.diskMib,
       timeoutSec: s.timeoutSec,
+      credentialNames: s.credentialNames,
       stored: outcome.stored,
     }
   }
@@ -577,10 +613,23 @@ export class SandboxService {
     timeoutSec = record.timeoutSec,
   ): Promise<Sandbox> {
     const started = this.now()
-    const base = this.newSandbox(owner, { ...record, timeoutSec, engineImage: record.stored.image }, started)
+    const base = this.newSandbox(
+      owner,
+      { ...record, timeoutSec, engineImage: record.stored.image, credentials: {} },
+      started,
+    )
     // Credentials come back with the snapshot: they are in the committed image's environment.
     const containerId = await this.engine.restore(record.stored, this.specFor(base, {}))
+    base.credentialNames = record.credentialNames ?? []
+    base.secrets = await this.secretsOf(containerId, base.credentialNames)
     return this.adopt(base, containerId, started)
+  }
+
+  /** Credential values from the container's environment, for masking (only when there are any). */
+  private async secretsOf(containerId: string, names: string[]): Promise<string[]> {
+    if (names.length === 0) return []
+    const env = await this.engine.env(containerId).catch(() => ({}) as Record<string, string>)
+    return names.map((n) => env[n]).filter((v): v is string => typeof v === 'string')
   }
 
   private ownSnapshot(owner: string, snapshotId: string): SnapshotRecord {

@@ -17,6 +17,8 @@ export interface SnapshotRecord {
   memMib: number
   diskMib: number
   timeoutSec: number
+  /** Names of the sandbox's credentials (their values are in the image's environment, not here). */
+  credentialNames?: string[]
   stored: StoredSnapshot
 }
 

@@ -120,6 +120,11 @@ export class FakeEngine implements SandboxEngine {
     this.hibernated.delete(containerId)
   }
 
+  async env(containerId: string): Promise<Record<string, string>> {
+    const spec = this.created.find((c) => `fake-${c.runId}` === containerId)
+    return spec?.env ?? {}
+  }
+
   async listManaged(): Promise<ManagedSandbox[]> {
     return []
   }

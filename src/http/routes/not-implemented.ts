@@ -6,9 +6,6 @@ import { Errors } from '../../errors.ts'
  * feature, never a fake success.
  */
 const PENDING: [method: 'GET' | 'POST' | 'DELETE', url: string, feature: string][] = [
-  ['GET', '/runs/:id/audit', 'audit log'],
-  ['GET', '/usage', 'usage'],
-  ['GET', '/runs/history', 'history'],
   ['GET', '/network-profiles', 'network profiles'],
 ]
 
