@@ -1,5 +1,8 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { verifyAuditLog } from './audit/verify.ts'
 import { loadConfig } from './config.ts'
 import { startServer } from './server.ts'
 
@@ -14,12 +17,18 @@ Usage: isorun-emulator [options]
                    without any, every non-empty bearer token is accepted
   --log-level L    fatal|error|warn|info|debug|trace|silent (ISORUN_EMULATOR_LOG_LEVEL, default info)
   -h, --help       this text
+
+       isorun-emulator verify-audit FILE [--data-dir DIR | --key KEY]
+
+  Verifies a sandbox's audit log (the JSON lines GET /v1/runs/:id/audit serves, or the file under
+  DIR/audit/) against the HMAC key (DIR/audit.key, or ISORUN_EMULATOR_AUDIT_KEY). Exit 0 if intact.
 `
 
 /** Sample key printed when any key is accepted. */
 const SAMPLE_KEY = 'isorun_local_dev'
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'verify-audit') return verifyAuditCommand(process.argv.slice(3))
   const { values } = parseArgs({
     options: {
       port: { type: 'string' },
@@ -71,3 +80,30 @@ main().catch((err: unknown) => {
   process.stderr.write(`isorun-emulator: ${err instanceof Error ? err.message : String(err)}\n`)
   process.exit(1)
 })
+
+/** `isorun-emulator verify-audit FILE`: exit 0 when the chain is intact, 1 with the first break. */
+function verifyAuditCommand(args: string[]): void {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { 'data-dir': { type: 'string' }, key: { type: 'string' } },
+  })
+  const file = positionals[0]
+  if (!file) throw new Error('verify-audit needs the audit log file (or - for standard input)')
+  const config = loadConfig({
+    ...process.env,
+    ...(values['data-dir'] ? { ISORUN_EMULATOR_DATA_DIR: values['data-dir'] } : {}),
+    ...(values.key ? { ISORUN_EMULATOR_AUDIT_KEY: values.key } : {}),
+  })
+  const key = config.auditKey
+    ? Buffer.from(config.auditKey, 'utf8')
+    : Buffer.from(readFileSync(join(config.dataDir, 'audit.key'), 'utf8').trim(), 'hex')
+  const text = readFileSync(file === '-' ? 0 : file, 'utf8')
+  const result = verifyAuditLog(text, key)
+  if (result.ok) {
+    process.stdout.write(`ok: ${result.entries} entries, chain intact\n`)
+    return
+  }
+  process.stdout.write(`TAMPERED at line ${result.problem?.line}: ${result.problem?.reason}\n`)
+  process.exitCode = 1
+}
