@@ -9,11 +9,11 @@ import type { FileDownload, ManagedSandbox, SandboxEngine, SandboxSpec } from '.
 import { type SandboxEventName, SandboxEvents } from './events.ts'
 import { IdleTimers } from './idle-timers.ts'
 import { newRunId, newSnapshotId } from './ids.ts'
-import { type InstanceIdentity, LABEL, sandboxFromLabels, sandboxLabels } from './labels.ts'
+import { type InstanceIdentity, LABEL, sandboxLabels } from './labels.ts'
 import { KeyedLock } from './locks.ts'
 import { billableMs, type Sandbox } from './sandbox.ts'
 import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
-import type { SandboxStateStore } from './state-store.ts'
+import type { PersistedSandbox, SandboxStateStore } from './state-store.ts'
 
 /** The structured logger the domain writes to (pino's shape; the app passes Fastify's logger). */
 export interface Logger {
@@ -134,6 +134,7 @@ export class SandboxService {
   async recover(): Promise<{ adopted: number; reaped: number }> {
     const { instanceId } = this.opts.identity
     const found = await this.engine.listManaged({ [LABEL.app]: '1' })
+    const saved = this.opts.state.byContainer()
     let adopted = 0
     let reaped = 0
     for (const c of found) {
@@ -151,7 +152,7 @@ export class SandboxService {
         }
         continue
       }
-      const sandbox = await this.rebuild(c)
+      const sandbox = await this.rebuild(c, saved.get(c.containerId))
       if (!sandbox) {
         await this.engine.remove(c.containerId)
         reaped++
@@ -181,22 +182,23 @@ export class SandboxService {
     return { adopted, reaped }
   }
 
-  /** A sandbox from its container's labels and its state file; undefined when either is missing. */
-  private async rebuild(c: ManagedSandbox): Promise<Sandbox | undefined> {
-    if (c.state === 'stopped') return undefined
-    const sandbox = sandboxFromLabels(c.containerId, c.labels, this.now())
-    const saved = sandbox && this.opts.state.load(sandbox.id)
-    if (!sandbox || !saved) return undefined
-    sandbox.timeoutSec = saved.timeoutSec
-    sandbox.lastActivityAt = saved.lastActivityAt
-    sandbox.hibernatedMs = saved.hibernatedMs
-    sandbox.credentialNames = saved.credentialNames
+  /** A sandbox from its state file, checked against its container; undefined when it has none. */
+  private async rebuild(
+    c: ManagedSandbox,
+    saved: PersistedSandbox | undefined,
+  ): Promise<Sandbox | undefined> {
+    if (c.state === 'stopped' || !saved) return undefined
+    const sandbox: Sandbox = { ...saved, inFlight: 0, secrets: [] }
     sandbox.secrets = await this.secretsOf(c.containerId, saved.credentialNames)
     if (c.state === 'hibernated') {
       // The container says hibernated even if the emulator died before recording it.
       sandbox.status = 'hibernated'
       sandbox.hibernatedAt = saved.hibernatedAt ?? this.now()
       sandbox.hibernation = saved.hibernation ?? (this.engine.memorySupport().available ? 'memory' : 'pause')
+    } else {
+      sandbox.status = 'running'
+      sandbox.hibernatedAt = undefined
+      sandbox.hibernation = undefined
     }
     return sandbox
   }

@@ -3,17 +3,14 @@ import { join } from 'node:path'
 import { readJson, writeJsonAtomic } from '../store/files.ts'
 import type { Sandbox } from './sandbox.ts'
 
-/** What of a sandbox changes after create and must survive a restart (labels hold the rest). */
-export interface PersistedSandbox {
-  id: string
-  timeoutSec: number
-  lastActivityAt: number
+/**
+ * A sandbox as it must survive a restart: everything but the credential values (which stay in the
+ * container's environment) and what is only meaningful in a running process (operations in flight).
+ * Container labels cannot change after create (and a pooled container is labelled before it has an
+ * owner), so this file, not the labels, is the record.
+ */
+export type PersistedSandbox = Omit<Sandbox, 'inFlight' | 'secrets' | 'status'> & {
   status: 'running' | 'hibernated'
-  hibernation?: 'memory' | 'pause'
-  hibernatedAt?: number
-  hibernatedMs: number
-  /** Names only; the values stay in the container's environment. */
-  credentialNames: string[]
 }
 
 /** Activity timestamps are written at most this often (they change on every request). */
@@ -35,16 +32,8 @@ export class SandboxStateStore {
 
   save(s: Sandbox): void {
     if (s.status === 'destroying') return
-    const doc: PersistedSandbox = {
-      id: s.id,
-      timeoutSec: s.timeoutSec,
-      lastActivityAt: s.lastActivityAt,
-      status: s.status,
-      hibernation: s.hibernation,
-      hibernatedAt: s.hibernatedAt,
-      hibernatedMs: s.hibernatedMs,
-      credentialNames: s.credentialNames,
-    }
+    const { inFlight: _inFlight, secrets: _secrets, status, ...rest } = s
+    const doc: PersistedSandbox = { ...rest, status }
     writeJsonAtomic(this.file(s.id), doc)
     this.lastActivityWrite.set(s.id, s.lastActivityAt)
   }
@@ -57,6 +46,16 @@ export class SandboxStateStore {
 
   load(id: string): PersistedSandbox | undefined {
     return readJson<PersistedSandbox>(this.file(id))
+  }
+
+  /** Every recorded sandbox, by the id of the container behind it. */
+  byContainer(): Map<string, PersistedSandbox> {
+    const out = new Map<string, PersistedSandbox>()
+    for (const id of this.ids()) {
+      const doc = this.load(id)
+      if (doc?.containerId) out.set(doc.containerId, doc)
+    }
+    return out
   }
 
   ids(): string[] {
