@@ -4,16 +4,20 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /** Runs the emulator as its own process, as a user would, so it does not share the bench's event loop. */
-export async function startEmulatorProcess(): Promise<{
+export async function startEmulatorProcess(extraArgs: string[] = []): Promise<{
   apiUrl: string
   child: ChildProcess
   dataDir: string
 }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-bench-'))
   const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
-  const child = spawn(process.execPath, [cli, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+  const child = spawn(
+    process.execPath,
+    [cli, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
   const apiUrl = await new Promise<string>((resolve, reject) => {
     let out = ''
     child.stdout?.on('data', (d: Buffer) => {

@@ -8,6 +8,7 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { startEmulatorProcess } from './emulator-process.ts'
+import { benchConcurrency, benchFiles, benchWarmCreate, type ConcurrencyResult } from './more.ts'
 import { benchProxy, type ProxyBenchRow, printProxyTable } from './proxy.ts'
 import { RawDocker } from './raw-docker.ts'
 import { benchState } from './state.ts'
@@ -40,10 +41,12 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 
 async function main() {
   const raw = new RawDocker()
-  const { apiUrl, child } = await startEmulatorProcess()
+  // Cold numbers come from an emulator without a warm pool; the warm phase below runs one with it.
+  const { apiUrl, child } = await startEmulatorProcess(['--pool', '0'])
   const isorun = new Isorun({ apiUrl, apiKey: 'isorun_bench' })
   const rows: Record<string, Row> = {}
   let proxyRows: ProxyBenchRow[] = []
+  let concurrency: ConcurrencyResult | undefined
   const row = (name: string) => {
     rows[name] ??= { name, emulator: [], raw: [] }
     return rows[name]
@@ -89,6 +92,24 @@ async function main() {
         row(name).raw.push(...sides.raw)
       }
     }
+    // Files: 10 MB each way vs Docker's archive API.
+    for (const [name, sides] of Object.entries(await benchFiles(isorun, raw, IMAGE, ROUNDS))) {
+      row(name).emulator.push(...sides.emulator)
+      row(name).raw.push(...sides.raw)
+    }
+    // 50 sandboxes at once, both ways; the emulator's peak RSS.
+    concurrency = await benchConcurrency(isorun, raw, IMAGE, child.pid ?? 0)
+    // Warm create: a second emulator with the pool on (raw Docker has no pool: its create is the baseline).
+    const warmEmu = await startEmulatorProcess(['--pool', '2'])
+    const warmClient = new Isorun({ apiUrl: warmEmu.apiUrl, apiKey: 'isorun_bench' })
+    try {
+      row('create (warm pool)').emulator.push(...(await benchWarmCreate(warmClient, IMAGE, ROUNDS)))
+      row('create (warm pool)').raw.push(...row('create').raw)
+    } finally {
+      warmClient.close()
+      warmEmu.child.kill('SIGTERM')
+      await new Promise((r) => warmEmu.child.once('exit', r))
+    }
     // url(port): through the emulator's proxy vs straight to the container's IP.
     proxyRows = await benchProxy(apiUrl, isorun)
   } finally {
@@ -109,11 +130,18 @@ async function main() {
       `| ${r.name} | ${r.emulator_p50_ms} | ${r.raw_p50_ms} | ${r.ratio}x | ${r.emulator_p99_ms} | ${r.raw_p99_ms} |`,
     )
   }
+  if (concurrency) {
+    const c = concurrency
+    console.log(
+      `\n${c.sandboxes} sandboxes created, exec'd and destroyed at once: emulator ${c.emulator_wall_ms} ms ` +
+        `(${c.emulator_errors} errors, peak RSS ${c.emulator_peak_rss_mb} MB) vs raw Docker ${c.raw_wall_ms} ms (${c.raw_errors} errors)`,
+    )
+  }
   printProxyTable(proxyRows)
   const file = join(import.meta.dirname, 'results.json')
   writeFileSync(
     file,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows, concurrency }, null, 2)}\n`,
   )
   console.log(`\nwritten to ${file}`)
 }

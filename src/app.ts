@@ -1,26 +1,38 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import { HistoryStore } from './accounts/history.ts'
 import { AuditLog, loadAuditKey } from './audit/audit-log.ts'
-import type { Capabilities } from './capabilities.ts'
+import { type Capabilities, describeEgress } from './capabilities.ts'
 import type { Config } from './config.ts'
+import { FaultInjector } from './control/faults.ts'
+import { RequestJournal } from './control/journal.ts'
+import { EgressGateway } from './egress/gateway.ts'
+import { NetworkProfiles } from './egress/profiles.ts'
+import { hostResolver } from './egress/resolver.ts'
 import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
+import { registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
+import { controlRoutes } from './http/routes/control.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
 import { execRoutes } from './http/routes/exec.ts'
 import { fileRoutes } from './http/routes/files.ts'
+import { networkProfileRoutes } from './http/routes/network-profiles.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
 import { proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
 import { stateRoutes } from './http/routes/state.ts'
+import { uiRoutes } from './http/routes/ui.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
+import { LABEL } from './sandboxes/labels.ts'
+import type { Sandbox } from './sandboxes/sandbox.ts'
 import { SandboxService } from './sandboxes/service.ts'
 import { SnapshotStore } from './sandboxes/snapshot-store.ts'
 import { SandboxStateStore } from './sandboxes/state-store.ts'
+import { WarmPool } from './sandboxes/warm-pool.ts'
 
 export interface AppDeps {
   config: Config
@@ -37,6 +49,12 @@ export interface App {
   proxy: GuestProxy
   audit: AuditLog
   history: HistoryStore
+  pool: WarmPool
+  /** Egress enforcement: the isolated network and the egress proxy, started with the first policy. */
+  egress: EgressGateway
+  faults: FaultInjector
+  journal: RequestJournal
+  clock: Clock
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -52,6 +70,33 @@ export function buildApp(deps: AppDeps): App {
   })
   const proxy = new GuestProxy()
   const clock = deps.clock ?? realClock
+  const pool = new WarmPool({
+    engine,
+    clock,
+    log: app.log,
+    size: config.poolSize,
+    maxKeys: 4,
+    keepMs: 5 * 60_000,
+    labels: {
+      [LABEL.app]: '1',
+      [LABEL.instance]: identity.instanceId,
+      [LABEL.dataDir]: identity.dataDir,
+      [LABEL.pool]: '1',
+    },
+  })
+  const profiles = NetworkProfiles.load(config.networkProfilesFile)
+  // The proxy asks the service which sandbox is at an address; the service is made just below.
+  const egress: EgressGateway = new EgressGateway({
+    engine,
+    identity,
+    port: config.egressPort,
+    resolver: hostResolver(config.egressHosts),
+    logger: app.log,
+    sandboxes: {
+      at: (address): Promise<Sandbox | undefined> => service.egressSandboxAt(address),
+      blocked: (sandbox, blocked) => service.noteNetworkBlocked(sandbox, blocked),
+    },
+  })
   const service = new SandboxService({
     engine,
     clock,
@@ -61,8 +106,13 @@ export function buildApp(deps: AppDeps): App {
     execOutputLimit: config.execOutputLimit,
     snapshots: new SnapshotStore(identity.dataDir),
     state: new SandboxStateStore(identity.dataDir),
+    pool,
     strict: config.strict,
-    beforeCheckpoint: (runId) => proxy.closeConnections(runId),
+    beforeCheckpoint: async (runId) => {
+      egress.closeConnections(runId)
+      await proxy.closeConnections(runId)
+    },
+    egress,
   })
 
   // The audit log listens first, so a destroy's history entry is written after its last audit entry.
@@ -75,10 +125,14 @@ export function buildApp(deps: AppDeps): App {
 
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
+  const faults = new FaultInjector()
+  const journal = new RequestJournal()
+  registerControlHooks(app, faults, journal)
   app.register(
     async (v1) => {
       requireApiKey(v1, config.apiKeys)
-      runRoutes(v1, service)
+      runRoutes(v1, service, profiles)
+      networkProfileRoutes(v1, profiles)
       execRoutes(v1, service)
       stateRoutes(v1, service)
       accountRoutes(v1, { service, history, audit, pricing: config.pricing, clock })
@@ -87,15 +141,27 @@ export function buildApp(deps: AppDeps): App {
     },
     { prefix: '/v1' },
   )
-  app.register(async (emu) => emulatorRoutes(emu, engine, () => deps.capabilities), { prefix: '/_emulator' })
+  const capabilities = () => ({ ...deps.capabilities, egress: describeEgress(egress.status()) })
+  app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
+  app.register(
+    async (control) =>
+      controlRoutes(control, { service, faults, journal, clock, adminToken: config.adminToken }),
+    { prefix: '/_emulator' },
+  )
+  // The dashboard: a static page under the emulator's own prefix; its script calls /v1 with a key.
+  app.register(async (ui) => uiRoutes(ui), { prefix: '/_emulator' })
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
   proxy.followLifecycle(service.events)
   app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
   proxyUpgrades(app.server, service, proxy, app.log)
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
-  app.addHook('onClose', async () => service.close())
-  return { app, service, proxy, audit, history }
+  app.addHook('onClose', async () => {
+    service.close()
+    await pool.drain()
+    await egress.close()
+  })
+  return { app, service, proxy, audit, history, pool, egress, faults, journal, clock }
 }
 
 /**

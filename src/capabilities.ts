@@ -1,3 +1,4 @@
+import type { EgressStatus } from './egress/gateway.ts'
 import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
 
 /**
@@ -22,6 +23,43 @@ export interface Capabilities {
     hibernate: 'checkpoint' | 'pause'
     /** Strict mode: what cannot keep memory fails with 409 instead of degrading. */
     strict: boolean
+  }
+  /** Egress policies (network, network_profile), as of the moment asked (see describeEgress). */
+  egress?: EgressCapability
+}
+
+export interface EgressCapability {
+  /** Policies are enforced (not merely recorded) by this engine. */
+  enforced: boolean
+  how: string
+  /** Where guests find the egress proxy (and its address once it runs). */
+  proxy: string
+  /** The isolated network, once the first sandbox with a policy has made it. */
+  network: string | null
+  proxied: string
+  not_proxied: string
+  ip_rules: string
+  dns: string
+  /** Whether the host's other ports are closed to sandboxes with a policy; null until the network exists. */
+  host_firewall: boolean | null
+  note: string
+}
+
+/** What egress enforcement does here, for GET /_emulator/capabilities. */
+export function describeEgress(status: EgressStatus): EgressCapability {
+  return {
+    enforced: status.available,
+    how: 'a sandbox with a policy joins an internal Docker network (no route out, no traffic between sandboxes) whose only way out is the egress proxy; sandboxes without a policy use the usual network, unchanged',
+    proxy: status.proxy,
+    network: status.network,
+    proxied:
+      'HTTP (absolute-form requests) and CONNECT tunnels (HTTPS, anything tunnelled) from clients that honour HTTP_PROXY/HTTPS_PROXY, judged per request against the policy',
+    not_proxied: 'every other packet (raw TCP, UDP, ICMP) to anywhere off the isolated network is dropped',
+    ip_rules:
+      'IP and CIDR rules match the address a proxied destination resolves to (on the host); they apply to proxied traffic only',
+    dns: 'inside the sandbox only /etc/hosts names (localhost, isorun-egress) resolve, plus Docker DNS names of containers on the isolated network (which it cannot reach); outside names fail after about a second (Docker DNS cannot forward off the isolated network); the proxy resolves destinations on the host',
+    host_firewall: status.host_firewall,
+    note: status.note,
   }
 }
 

@@ -16,6 +16,10 @@ Usage: isorun-emulator [options]
   --api-key KEY    accept only this key; repeatable       (ISORUN_EMULATOR_API_KEYS, comma-separated)
                    without any, every non-empty bearer token is accepted
   --log-level L    fatal|error|warn|info|debug|trace|silent (ISORUN_EMULATOR_LOG_LEVEL, default info)
+  --clock MODE     real, or virtual (moves only by POST /_emulator/clock/advance) (ISORUN_EMULATOR_CLOCK)
+  --admin-token T  bearer token the /_emulator control plane requires (ISORUN_EMULATOR_ADMIN_TOKEN)
+  --pool N         warm containers kept per image/size in use; 0 = off (ISORUN_EMULATOR_POOL, default 2)
+  --network-profiles FILE  JSON network profiles merged over the built-ins (ISORUN_EMULATOR_NETWORK_PROFILES)
   -h, --help       this text
 
        isorun-emulator verify-audit FILE [--data-dir DIR | --key KEY]
@@ -36,6 +40,10 @@ async function main(): Promise<void> {
       'data-dir': { type: 'string' },
       'api-key': { type: 'string', multiple: true },
       'log-level': { type: 'string' },
+      pool: { type: 'string' },
+      clock: { type: 'string' },
+      'admin-token': { type: 'string' },
+      'network-profiles': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -50,6 +58,11 @@ async function main(): Promise<void> {
   if (values['data-dir'] !== undefined) env.ISORUN_EMULATOR_DATA_DIR = values['data-dir']
   if (values['api-key']?.length) env.ISORUN_EMULATOR_API_KEYS = values['api-key'].join(',')
   if (values['log-level'] !== undefined) env.ISORUN_EMULATOR_LOG_LEVEL = values['log-level']
+  if (values.pool !== undefined) env.ISORUN_EMULATOR_POOL = values.pool
+  if (values.clock !== undefined) env.ISORUN_EMULATOR_CLOCK = values.clock
+  if (values['admin-token'] !== undefined) env.ISORUN_EMULATOR_ADMIN_TOKEN = values['admin-token']
+  if (values['network-profiles'] !== undefined)
+    env.ISORUN_EMULATOR_NETWORK_PROFILES = values['network-profiles']
 
   const config = loadConfig(env)
   const server = await startServer(config)

@@ -1,6 +1,7 @@
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
+import { parseHostMap } from './egress/resolver.ts'
 
 /**
  * All settings, parsed once from an environment-like record (process.env by default, so tests pass
@@ -49,6 +50,32 @@ const ConfigSchema = z.object({
   ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
   // Docker network sandboxes join.
   ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
+  // JSON file of network profiles ([{name, description?, allow, deny}]) merged over the built-ins
+  // (default, none, web-dev) by name.
+  ISORUN_EMULATOR_NETWORK_PROFILES: z.string().min(1).optional(),
+  // Port of the egress proxy on the isolated network's gateway address. Fixed, because sandboxes keep
+  // it in their environment (HTTP_PROXY) across emulator restarts.
+  ISORUN_EMULATOR_EGRESS_PORT: z.coerce.number().int().min(1).max(65535).default(3128),
+  // Names the egress proxy resolves to a fixed address instead of asking DNS: `name=ip,name=ip`.
+  ISORUN_EMULATOR_EGRESS_HOSTS: z
+    .string()
+    .default('')
+    .transform((s, ctx) => {
+      try {
+        return parseHostMap(s)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
+  // Warm pool: started containers kept ready per (image, vcpus, memory) asked for in the last 5
+  // minutes (and for the default node:22-slim), so create hands one out at once. 0 disables it.
+  ISORUN_EMULATOR_POOL: z.coerce.number().int().min(0).max(16).default(2),
+  // `real`, or `virtual`: a clock that moves only by POST /_emulator/clock/advance (idle timeouts and
+  // costs follow it).
+  ISORUN_EMULATOR_CLOCK: z.enum(['real', 'virtual']).default('real'),
+  // Bearer token the control plane (/_emulator faults, clock, reset, requests) requires; unset: open.
+  ISORUN_EMULATOR_ADMIN_TOKEN: z.string().min(1).optional(),
   // Key of the audit log's HMAC chain; when unset one is generated and kept in <data dir>/audit.key.
   ISORUN_EMULATOR_AUDIT_KEY: z.string().min(16).optional(),
   // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
@@ -80,6 +107,12 @@ export interface Config {
   criu: 'auto' | 'off'
   strict: boolean
   auditKey: string | undefined
+  poolSize: number
+  networkProfilesFile: string | undefined
+  egressPort: number
+  egressHosts: Record<string, string>
+  clock: 'real' | 'virtual'
+  adminToken: string | undefined
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -115,5 +148,11 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     criu: c.ISORUN_EMULATOR_CRIU,
     strict: c.ISORUN_EMULATOR_STRICT,
     auditKey: c.ISORUN_EMULATOR_AUDIT_KEY,
+    poolSize: c.ISORUN_EMULATOR_POOL,
+    networkProfilesFile: c.ISORUN_EMULATOR_NETWORK_PROFILES,
+    egressPort: c.ISORUN_EMULATOR_EGRESS_PORT,
+    egressHosts: c.ISORUN_EMULATOR_EGRESS_HOSTS,
+    clock: c.ISORUN_EMULATOR_CLOCK,
+    adminToken: c.ISORUN_EMULATOR_ADMIN_TOKEN,
   }
 }

@@ -1,14 +1,15 @@
 import { createServer as createNetServer, type Server } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { buildApp } from './app.ts'
+import { type App, buildApp } from './app.ts'
 import { describeCapabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
-import type { Clock } from './sandboxes/clock.ts'
+import { type Clock, VirtualClock } from './sandboxes/clock.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
 import { loadIdentity } from './sandboxes/identity.ts'
 import type { SandboxService } from './sandboxes/service.ts'
+import type { WarmPool } from './sandboxes/warm-pool.ts'
 
 export interface RunningServer {
   /** The URL to give the SDK: `http://[::1]:PORT` on loopback, which skips the SDK's HTTP/3 attempt. */
@@ -16,6 +17,9 @@ export interface RunningServer {
   port: number
   app: FastifyInstance
   service: SandboxService
+  pool: WarmPool
+  /** Everything the app was built from (control plane handles, stores). */
+  built: App
   close(): Promise<void>
 }
 
@@ -52,21 +56,28 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     engine.memorySupport(),
     config.strict,
   )
-  const { app, service } = buildApp({ config, engine, identity, capabilities, clock: options.clock })
+  const clock = options.clock ?? (config.clock === 'virtual' ? new VirtualClock() : undefined)
+  const built = buildApp({ config, engine, identity, capabilities, clock })
+  const { app, service } = built
   app.log.info({ capabilities }, 'engine capabilities')
   const memory = capabilities.memory_state
   if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
   else app.log.warn(`memory snapshots: off: ${memory.reason}`)
 
+  const { pool } = built
   const recovered = await service.recover()
   if (recovered.adopted || recovered.reaped) app.log.info(recovered, 'recovered sandboxes from the engine')
 
+  // The SDK's default image is kept warm from the start (its refill fails quietly if it is not here).
+  pool.prewarm({ image: 'node:22-slim', vcpus: 1, memMib: 1024 })
   const listening = await listen(app, config.host, config.port)
   return {
     apiUrl: listening.url,
     port: listening.port,
     app,
     service,
+    pool,
+    built,
     close: async () => {
       listening.extra?.close()
       await app.close()

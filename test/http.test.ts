@@ -141,11 +141,23 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       expect(missing.json().error.details.field).toBe('query.path')
     })
 
-    it('refuses an egress policy it does not enforce yet, with a 501 naming it', async () => {
+    it('answers an unknown network profile or an invalid rule with a 400 naming it', async () => {
+      const unknown = await create({ network_profile: 'no-such-profile' })
+      expect(unknown.statusCode).toBe(400)
+      expect(unknown.json().error.details.field).toBe('body.network_profile')
+      expect(unknown.json().error.message).toContain('no-such-profile')
+      const bad = await create({ network: { allow: ['ok.example', 'https://x.example/path'] } })
+      expect(bad.statusCode).toBe(400)
+      expect(bad.json().error.details.field).toBe('body.network.allow.1')
+    })
+
+    it('refuses a policy an engine cannot isolate (409) instead of creating an unrestricted sandbox', async () => {
       const res = await create({ network_profile: 'none' })
-      expect(res.statusCode).toBe(501)
-      expect(res.json().error).toMatchObject({ code: 'not_implemented' })
-      expect(res.json().error.message).toContain('egress policy')
+      expect(res.statusCode).toBe(409)
+      expect(res.json().error.code).toBe('capability_unavailable')
+      expect(t.engine.created).toHaveLength(0)
+      // `default` (and an empty policy) restrict nothing: an ordinary sandbox.
+      expect((await create({ network_profile: 'default', network: { allow: [] } })).statusCode).toBe(201)
     })
   })
 
@@ -271,10 +283,10 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       expect(fork.json().error.details.field).toBe('body.count')
     })
 
-    it('answers the routes still to be built with 501, never a fake success', async () => {
+    it('lists the network profiles as a bare array', async () => {
       const res = await t.app.inject({ method: 'GET', url: '/v1/network-profiles', headers: auth() })
-      expect(res.statusCode).toBe(501)
-      expect(res.json().error.code).toBe('not_implemented')
+      expect(res.statusCode).toBe(200)
+      expect(res.json().map((p: { name: string }) => p.name)).toEqual(['default', 'none', 'web-dev'])
     })
   })
 })

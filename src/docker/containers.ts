@@ -1,6 +1,7 @@
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
 import type { SandboxSpec } from '../sandboxes/engine.ts'
+import { egressContainerName, egressHostConfig } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import seccompProfile from './seccomp-profile.json' with { type: 'json' }
 
@@ -53,11 +54,12 @@ export async function createSandboxContainer(
   const init = entrypoint(settings)
   try {
     return await docker.createContainer({
-      name: `isorun-${spec.runId}`,
+      name: spec.egress ? egressContainerName(spec.runId) : `isorun-${spec.runId}`,
       Image: image,
       Entrypoint: init.Entrypoint,
       Cmd: [],
-      Hostname: spec.runId.slice(0, 63),
+      // The same for every sandbox, cold or pooled, so nothing tells them apart.
+      Hostname: 'sandbox',
       Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       Labels: spec.labels,
       HostConfig: {
@@ -68,6 +70,8 @@ export async function createSandboxContainer(
         MemorySwap: spec.memMib * MIB,
         NetworkMode: settings.network,
         SecurityOpt: [SECCOMP],
+        // An egress policy: the isolated network instead (src/docker/egress-network.ts).
+        ...(spec.egress ? egressHostConfig(spec.egress) : {}),
       },
     })
   } catch (err) {

@@ -7,8 +7,11 @@ import type {
   ExecOutcome,
   ExecRequest,
   FileDownload,
+  IsolatedNetwork,
+  IsolatedNetworkRequest,
   ManagedSandbox,
   MemorySupport,
+  PoolSpec,
   ResourceUsage,
   SandboxEngine,
   SandboxSpec,
@@ -24,6 +27,7 @@ import {
   startSandboxContainer,
 } from './containers.ts'
 import { detectCriu } from './criu.ts'
+import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
@@ -186,6 +190,26 @@ export class DockerEngine implements SandboxEngine {
     return { network: this.opts.network, hostCpus: this.hostCpus, initPath: this.initPath }
   }
 
+  async createPooled(spec: PoolSpec): Promise<string> {
+    const sandboxSpec: SandboxSpec = { ...spec, runId: spec.poolId, diskMib: 0, env: {} }
+    const container = await createSandboxContainer(
+      this.docker,
+      sandboxSpec,
+      spec.image,
+      this.containerSettings(),
+    )
+    await startSandboxContainer(container, spec.image)
+    return container.id
+  }
+
+  async claim(containerId: string, runId: string): Promise<void> {
+    try {
+      await this.docker.getContainer(containerId).rename({ name: `isorun-${runId}` })
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+  }
+
   async exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
     try {
       return await runExec(this.docker, containerId, request)
@@ -292,6 +316,14 @@ export class DockerEngine implements SandboxEngine {
     throw Errors.engine(
       `sandbox container ${containerId.slice(0, 12)} has no IP address on network ${this.opts.network}`,
     )
+  }
+
+  isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
+    return ensureIsolatedNetwork(this.docker, request)
+  }
+
+  releaseIsolatedNetwork(instanceId: string): Promise<void> {
+    return releaseIsolatedNetwork(this.docker, instanceId)
   }
 }
 

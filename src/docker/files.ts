@@ -90,7 +90,9 @@ async function readArchiveEntry(
         reject(Errors.notAFile(askedPath))
         return
       }
-      const out = new PassThrough()
+      // A large buffer: with the default 16 KiB the reply goes out as many small socket writes, which
+      // made a 10 MB read ~30% slower than Docker's own archive call.
+      const out = new PassThrough({ highWaterMark: 1024 * 1024 })
       pipeline(entryStream, out)
         .then(() => {
           next()

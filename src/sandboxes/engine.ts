@@ -16,6 +16,44 @@ export interface SandboxSpec {
   env: Record<string, string>
   /** Facts needed to rebuild the sandbox record after an emulator restart. */
   labels: Record<string, string>
+  /** Set for a sandbox with an egress policy: it joins the isolated network instead of the usual one. */
+  egress?: EgressAttachment
+}
+
+/** Where a sandbox with an egress policy is attached, and how its guest names the egress proxy. */
+export interface EgressAttachment {
+  /** The engine's isolated network (see isolatedNetwork). */
+  network: string
+  /** The name the guest reaches the egress proxy by (in its /etc/hosts) and the address behind it. */
+  proxyHost: string
+  proxyAddress: string
+}
+
+export interface IsolatedNetworkRequest {
+  instanceId: string
+  dataDir: string
+  /** The one port of the host that sandboxes on the network may reach (the egress proxy's). */
+  proxyPort: number
+}
+
+/** The network sandboxes with an egress policy join: no route out, the egress proxy the only way. */
+export interface IsolatedNetwork {
+  name: string
+  /** The host's own address on it, where the egress proxy listens. */
+  gateway: string
+  subnet: string
+  /** Whether every other port of the host is closed to it (a host firewall rule); why not, if not. */
+  hostFirewall: boolean
+  hostFirewallNote: string
+}
+
+/** A warm-pool container: started ahead of demand, not yet anyone's sandbox. */
+export interface PoolSpec {
+  poolId: string
+  image: string
+  vcpus: number
+  memMib: number
+  labels: Record<string, string>
 }
 
 export interface ExecRequest {
@@ -102,6 +140,10 @@ export interface SandboxEngine {
   ensureImage(image: string): Promise<void>
   /** Creates and starts a sandbox; returns the engine's id for it. */
   create(spec: SandboxSpec): Promise<string>
+  /** Creates and starts a warm-pool container (no owner, no credentials). */
+  createPooled(spec: PoolSpec): Promise<string>
+  /** Gives a pooled container its sandbox's name; cosmetic (nothing keys on names), so callers need not wait. */
+  claim(containerId: string, runId: string): Promise<void>
   exec(containerId: string, request: ExecRequest): Promise<ExecOutcome>
   writeFile(containerId: string, path: string, size: number, content: Readable): Promise<void>
   readFile(containerId: string, path: string): Promise<FileDownload>
@@ -135,4 +177,15 @@ export interface SandboxEngine {
    * url(port). Looked up once per sandbox; the domain caches it.
    */
   address(containerId: string): Promise<string>
+  /**
+   * Creates (or finds again, after a restart) this instance's isolated network: no route out, no traffic
+   * between its sandboxes, and of the host only `proxyPort` on its gateway address. An engine that
+   * cannot isolate sandboxes leaves this out, and egress policies are refused.
+   */
+  isolatedNetwork?(request: IsolatedNetworkRequest): Promise<IsolatedNetwork>
+  /**
+   * Removes this instance's isolated network unless a sandbox still uses it (it then stays for the next
+   * start), and the networks of emulators whose data dir is gone.
+   */
+  releaseIsolatedNetwork?(instanceId: string): Promise<void>
 }

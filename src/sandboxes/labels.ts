@@ -9,6 +9,8 @@ export const LABEL = {
   app: 'isorun-emulator',
   instance: 'isorun-emulator.instance',
   dataDir: 'isorun-emulator.data-dir',
+  /** On warm-pool containers: started ahead of demand, nobody's yet. */
+  pool: 'isorun-emulator.pool',
   runId: 'isorun-emulator.run-id',
   owner: 'isorun-emulator.owner',
   image: 'isorun-emulator.image',
@@ -19,6 +21,8 @@ export const LABEL = {
   timeoutSec: 'isorun-emulator.timeout-sec',
   createdAt: 'isorun-emulator.created-at',
   createMs: 'isorun-emulator.create-ms',
+  /** The egress policy as JSON ({profile?, allow, deny}); absent when unrestricted. Never a credential. */
+  egress: 'isorun-emulator.egress',
 } as const
 
 export interface InstanceIdentity {
@@ -44,5 +48,6 @@ export function sandboxLabels(
     [LABEL.timeoutSec]: String(s.timeoutSec),
     [LABEL.createdAt]: String(s.createdAt),
     [LABEL.createMs]: String(s.createMs),
+    ...(s.egress ? { [LABEL.egress]: JSON.stringify(s.egress) } : {}),
   }
 }

@@ -1,3 +1,5 @@
+import type { EgressPolicy } from '../egress/policy.ts'
+
 /** A sandbox as the domain knows it. The container behind it is the engine's business. */
 export type SandboxStatus = 'running' | 'hibernated' | 'destroying'
 
@@ -31,6 +33,8 @@ export interface Sandbox {
   credentialNames: string[]
   /** Credential values, in memory only, so the audit log can mask them. Never persisted or returned. */
   secrets: string[]
+  /** Its egress policy, enforced by the egress proxy; absent: unrestricted. */
+  egress?: EgressPolicy
 }
 
 /** Uptime that costs money: all of it except hibernation. */

@@ -1,10 +1,12 @@
 import { existsSync } from 'node:fs'
 import type { Readable } from 'node:stream'
 import type { PricingConfig } from '../config.ts'
+import type { EgressPolicy } from '../egress/policy.ts'
 import { EmulatorError, Errors } from '../errors.ts'
 import { GuestAddresses } from './addresses.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
+import type { EgressPort } from './egress-port.ts'
 import type { FileDownload, ManagedSandbox, SandboxEngine, SandboxSpec } from './engine.ts'
 import { type SandboxEventName, SandboxEvents } from './events.ts'
 import { IdleTimers } from './idle-timers.ts'
@@ -14,6 +16,7 @@ import { KeyedLock } from './locks.ts'
 import { billableMs, type Sandbox } from './sandbox.ts'
 import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
 import type { PersistedSandbox, SandboxStateStore } from './state-store.ts'
+import type { WarmPool } from './warm-pool.ts'
 
 /** The structured logger the domain writes to (pino's shape; the app passes Fastify's logger). */
 export interface Logger {
@@ -30,6 +33,8 @@ export interface CreateInput {
   diskMib: number
   timeoutSec: number
   credentials: Record<string, string>
+  /** What the sandbox may reach; undefined: unrestricted (the engine's usual network). */
+  egress?: EgressPolicy
 }
 
 export interface DestroyResult {
@@ -46,7 +51,7 @@ export interface ExecResult {
   stderr: string
 }
 
-export type DestroyReason = 'api' | 'idle_timeout'
+export type DestroyReason = 'api' | 'idle_timeout' | 'reset'
 
 export interface ForkFailure {
   index: number
@@ -80,6 +85,8 @@ export interface SandboxServiceOptions {
   logger: Logger
   execOutputLimit: number
   snapshots: SnapshotStore
+  /** Started containers handed out by create when one fits (none: every create is cold). */
+  pool?: WarmPool
   /** Mutable sandbox state on disk, so a restart (even SIGKILL) loses nothing. */
   state: SandboxStateStore
   /** Fail instead of degrading when memory cannot be kept (snapshot, fork, hibernate). */
@@ -89,6 +96,8 @@ export interface SandboxServiceOptions {
    * closes its pooled keep-alive connections to the guest here.
    */
   beforeCheckpoint?: (runId: string) => Promise<void>
+  /** Enforces egress policies (isolated network + egress proxy); without it a policy is refused (409). */
+  egress?: EgressPort
 }
 
 /**
@@ -158,7 +167,9 @@ export class SandboxService {
         reaped++
         this.log.warn(
           { containerId: c.containerId, runId: c.labels[LABEL.runId], state: c.state },
-          'reaped a container this emulator created but no longer knows (create or destroy cut short)',
+          c.labels[LABEL.pool]
+            ? 'reaped a warm-pool container left by the previous run'
+            : 'reaped a container this emulator created but no longer knows (create or destroy cut short)',
         )
         continue
       }
@@ -178,6 +189,14 @@ export class SandboxService {
         { runId: id },
         'a sandbox recorded in the data dir has no container any more (removed outside the emulator)',
       )
+    }
+    // Adopted sandboxes with a policy need their proxy back; until it is, they reach nothing (fail closed).
+    if (this.opts.egress && [...this.sandboxes.values()].some((s) => s.egress)) {
+      await this.opts.egress
+        .prepare()
+        .catch((err) =>
+          this.log.error({ err }, 'egress proxy not restored: sandboxes with a policy reach nothing'),
+        )
     }
     return { adopted, reaped }
   }
@@ -204,10 +223,28 @@ export class SandboxService {
   }
 
   async create(owner: string, input: CreateInput): Promise<Sandbox> {
-    await this.engine.ensureImage(input.image)
+    // A pooled container cannot take credentials (a started container's environment is fixed), so a
+    // sandbox with credentials is always created cold.
+    const poolable = Object.keys(input.credentials).length === 0 && !input.egress
+    const pooled = poolable
+      ? this.opts.pool?.take({ image: input.image, vcpus: input.vcpus, memMib: input.memMib })
+      : undefined
+    if (!pooled) await this.engine.ensureImage(input.image)
     const started = this.now()
     const base = this.newSandbox(owner, { ...input, engineImage: input.image }, started)
-    const containerId = await this.engine.create(this.specFor(base, input.credentials))
+    let containerId: string
+    if (pooled) {
+      containerId = pooled
+      this.engine
+        .claim(pooled, base.id)
+        .catch((err) =>
+          this.log.warn({ runId: base.id, containerId, err }, 'could not rename a pooled container'),
+        )
+    } else {
+      containerId = await this.engine.create(
+        await this.withEgress(base, this.specFor(base, input.credentials)),
+      )
+    }
     const sandbox = this.adopt(base, containerId, started)
     this.emit('sandbox.created', sandbox, {
       image: sandbox.image,
@@ -217,6 +254,7 @@ export class SandboxService {
       timeout: sandbox.timeoutSec,
       // Names only: credential values never leave the sandbox's environment.
       credentials: Object.keys(input.credentials),
+      ...(sandbox.egress ? { network: sandbox.egress } : {}),
     })
     return sandbox
   }
@@ -254,6 +292,8 @@ export class SandboxService {
     const s = this.get(owner, id)
     if (s.status === 'destroying') throw Errors.conflict(`sandbox ${id} is already being destroyed`, { id })
     const statusBefore = s.status
+    // Billing stops when the destroy is asked for (or the idle timer fires), not when Docker is done.
+    const endedAt = this.now()
     s.status = 'destroying'
     this.idle.cancel(id)
     return this.lifecycle.run(id, async () => {
@@ -271,7 +311,7 @@ export class SandboxService {
         if (s.status === 'running') this.idle.arm(s)
         throw err
       }
-      const now = this.now()
+      const now = endedAt
       this.sandboxes.delete(id)
       this.opts.state.delete(id)
       const result: DestroyResult = {
@@ -385,15 +425,20 @@ export class SandboxService {
    * memory at fork time. The work is done once (one checkpoint, one commit), the children start in
    * parallel, and a child that fails to start is reported while the others come back.
    */
-  async fork(owner: string, id: string, count: number): Promise<ForkResult> {
+  async fork(owner: string, id: string, count: number, injectedFailures = 0): Promise<ForkResult> {
     const parent = this.get(owner, id)
     const record = await this.lifecycle.run(id, async () => {
       this.assertAlive(parent)
       return this.capture(parent, newSnapshotId())
     })
     try {
+      // A fork_partial fault (the control plane) fails the last children without starting them.
       const settled = await Promise.allSettled(
-        Array.from({ length: count }, () => this.startFromSnapshot(owner, record, parent.timeoutSec)),
+        Array.from({ length: count }, (_, i) =>
+          i >= count - injectedFailures
+            ? Promise.reject(new EmulatorError('engine_error', 500, 'child failed to start (injected fault)'))
+            : this.startFromSnapshot(owner, record, parent.timeoutSec),
+        ),
       )
       const forks: Sandbox[] = []
       const failed: ForkFailure[] = []
@@ -477,6 +522,21 @@ export class SandboxService {
     })
   }
 
+  /**
+   * Back to a clean slate without a restart: destroys every sandbox (of one key, or all) and deletes
+   * their snapshots. History and audit logs stay, as they would on the real service.
+   */
+  async reset(owner?: string): Promise<{ destroyed: number; snapshots_deleted: number }> {
+    const doomed = [...this.sandboxes.values()].filter((s) => !owner || s.owner === owner)
+    const results = await Promise.allSettled(doomed.map((s) => this.destroy(s.owner, s.id, 'reset')))
+    const snapshots = this.opts.snapshots.all().filter((r) => !owner || r.owner === owner)
+    for (const r of snapshots) await this.deleteSnapshot(r.owner, r.id).catch(() => {})
+    return {
+      destroyed: results.filter((r) => r.status === 'fulfilled').length,
+      snapshots_deleted: snapshots.length,
+    }
+  }
+
   // --- url(port) ------------------------------------------------------------------------------
 
   /**
@@ -519,6 +579,26 @@ export class SandboxService {
     this.idle.arm(s)
   }
 
+  // --- egress ---------------------------------------------------------------------------------
+
+  /** The running sandbox with an egress policy at `address` (its IP on the isolated network), for the egress proxy. */
+  async egressSandboxAt(address: string): Promise<Sandbox | undefined> {
+    for (const s of this.sandboxes.values()) {
+      if (!s.egress || s.status !== 'running') continue
+      const at = await this.addresses.get(s.containerId).catch(() => undefined)
+      if (at === address) return s
+    }
+    return undefined
+  }
+
+  /** The egress proxy refused a destination: a 'network.blocked' event (the audit log records it). */
+  noteNetworkBlocked(
+    s: Sandbox,
+    blocked: { host: string; port: number; method: string; reason: string },
+  ): void {
+    this.emit('network.blocked', s, { ...blocked })
+  }
+
   /** Stops the idle timers; sandboxes keep running and are adopted by the next start. */
   close(): void {
     this.idle.cancelAll()
@@ -528,7 +608,10 @@ export class SandboxService {
 
   private newSandbox(
     owner: string,
-    input: Pick<CreateInput, 'image' | 'vcpus' | 'memMib' | 'diskMib' | 'timeoutSec' | 'credentials'> & {
+    input: Pick<
+      CreateInput,
+      'image' | 'vcpus' | 'memMib' | 'diskMib' | 'timeoutSec' | 'credentials' | 'egress'
+    > & {
       engineImage: string
     },
     at: number,
@@ -550,7 +633,21 @@ export class SandboxService {
       hibernatedMs: 0,
       credentialNames: Object.keys(input.credentials),
       secrets: Object.values(input.credentials),
+      ...(input.egress ? { egress: input.egress } : {}),
     }
+  }
+
+  /**
+   * A sandbox with an egress policy joins the isolated network, its guest told of the proxy (after the
+   * credentials, so a credential cannot point HTTP_PROXY elsewhere); one without is left as it is.
+   */
+  private async withEgress(base: Omit<Sandbox, 'containerId'>, spec: SandboxSpec): Promise<SandboxSpec> {
+    if (!base.egress) return spec
+    if (!this.opts.egress) {
+      throw new EmulatorError('capability_unavailable', 409, 'egress policies cannot be enforced here')
+    }
+    const setup = await this.opts.egress.prepare()
+    return { ...spec, env: { ...spec.env, ...setup.env }, egress: setup.attachment }
   }
 
   private specFor(base: Omit<Sandbox, 'containerId'>, env: Record<string, string>): SandboxSpec {
@@ -605,6 +702,8 @@ export class SandboxService {
       diskMib: s.diskMib,
       timeoutSec: s.timeoutSec,
       credentialNames: s.credentialNames,
+      // Restores and forks keep the parent's policy: a snapshot is no way around it.
+      ...(s.egress ? { egress: s.egress } : {}),
       stored: outcome.stored,
     }
   }
@@ -621,7 +720,10 @@ export class SandboxService {
       started,
     )
     // Credentials come back with the snapshot: they are in the committed image's environment.
-    const containerId = await this.engine.restore(record.stored, this.specFor(base, {}))
+    const containerId = await this.engine.restore(
+      record.stored,
+      await this.withEgress(base, this.specFor(base, {})),
+    )
     base.credentialNames = record.credentialNames ?? []
     base.secrets = await this.secretsOf(containerId, base.credentialNames)
     return this.adopt(base, containerId, started)

@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import type { EgressPolicy } from '../egress/policy.ts'
 import type { StoredSnapshot } from './engine.ts'
 
 /** A snapshot as the domain keeps it; `stored` is the engine's handle on the artifacts. */
@@ -19,6 +20,8 @@ export interface SnapshotRecord {
   timeoutSec: number
   /** Names of the sandbox's credentials (their values are in the image's environment, not here). */
   credentialNames?: string[]
+  /** The parent's egress policy, which restores and forks keep. */
+  egress?: EgressPolicy
   stored: StoredSnapshot
 }
 

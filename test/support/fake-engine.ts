@@ -7,6 +7,7 @@ import type {
   FileDownload,
   ManagedSandbox,
   MemorySupport,
+  PoolSpec,
   ResourceUsage,
   SandboxEngine,
   SandboxSpec,
@@ -51,6 +52,18 @@ export class FakeEngine implements SandboxEngine {
   async create(spec: SandboxSpec): Promise<string> {
     this.created.push(spec)
     return `fake-${spec.runId}`
+  }
+
+  readonly pooled: PoolSpec[] = []
+  readonly claimed: [string, string][] = []
+
+  async createPooled(spec: PoolSpec): Promise<string> {
+    this.pooled.push(spec)
+    return `fake-${spec.poolId}`
+  }
+
+  async claim(containerId: string, runId: string): Promise<void> {
+    this.claimed.push([containerId, runId])
   }
 
   async exec(_containerId: string, request: ExecRequest): Promise<ExecOutcome> {

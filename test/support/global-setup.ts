@@ -22,6 +22,10 @@ declare module 'vitest' {
 
 const repoRoot = join(import.meta.dirname, '..', '..')
 
+/** Names the test emulator's egress proxy pins to 127.0.0.1 (see test/egress.test.ts). */
+export const EGRESS_TEST_HOSTS =
+  'allowed.test=127.0.0.1,denied.test=127.0.0.1,api.wild.test=127.0.0.1,wild.test=127.0.0.1'
+
 /**
  * Starts one emulator for the whole run on a real Docker engine, after building the fixture images.
  * Without Docker the SDK tests are skipped with the reason printed, unless ISORUN_REQUIRE_DOCKER=1
@@ -49,6 +53,12 @@ export default async function setup(project: TestProject) {
     ISORUN_EMULATOR_PORT: '0',
     ISORUN_EMULATOR_DATA_DIR: dataDir,
     ISORUN_EMULATOR_LOG_LEVEL: process.env.ISORUN_EMULATOR_LOG_LEVEL ?? 'warn',
+    // No warm pool here: most tests want each create to be what it looks like, and no background
+    // container churn under their timings. test/pool.test.ts runs an emulator with the pool on.
+    ISORUN_EMULATOR_POOL: '0',
+    // The egress proxy resolves these to this machine's loopback, where test/egress.test.ts runs its
+    // servers: egress tests never reach beyond this machine.
+    ISORUN_EMULATOR_EGRESS_HOSTS: EGRESS_TEST_HOSTS,
   })
   const server = await startServer(config)
   const { instanceId } = server.service.identity

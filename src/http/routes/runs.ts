@@ -1,18 +1,16 @@
 import type { FastifyInstance } from 'fastify'
-import { Errors } from '../../errors.ts'
+import type { NetworkProfiles } from '../../egress/profiles.ts'
 import { toRunRecord } from '../../sandboxes/sandbox.ts'
 import type { SandboxService } from '../../sandboxes/service.ts'
 import { CreateRunBody, PatchRunBody, RunParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
 
 /** Sandbox lifecycle: create, list, get, keep-alive, destroy. */
-export function runRoutes(app: FastifyInstance, service: SandboxService): void {
+export function runRoutes(app: FastifyInstance, service: SandboxService, profiles: NetworkProfiles): void {
   app.post('/runs', async (request, reply) => {
     const body = parse(CreateRunBody, request.body, 'body')
-    if (body.network || body.network_profile) {
-      // Accepting a policy and not enforcing it would be a lie; say so instead.
-      throw Errors.notImplemented('egress policy (network, network_profile)')
-    }
+    // Enforced, not just recorded: an unknown profile or a bad rule is a 400 naming it.
+    const egress = profiles.policyFor(body)
     const sandbox = await service.create(request.owner, {
       image: body.image,
       vcpus: body.vcpus,
@@ -20,6 +18,7 @@ export function runRoutes(app: FastifyInstance, service: SandboxService): void {
       diskMib: body.disk_mib,
       timeoutSec: body.timeout,
       credentials: body.credentials ?? {},
+      egress,
     })
     return reply.status(201).send(toRunRecord(sandbox))
   })

@@ -42,7 +42,7 @@ export function stateRoutes(app: FastifyInstance, service: SandboxService): void
   app.post('/runs/:id/fork', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { count } = parse(ForkBody, request.body, 'body')
-    const { forks, failed } = await service.fork(request.owner, id, count)
+    const { forks, failed } = await service.fork(request.owner, id, count, request.injectedForkFailures)
     // Children that failed are reported beside the ones that started, never swallowed.
     return reply.status(201).send({ forks: forks.map(toRunRecord), failed })
   })

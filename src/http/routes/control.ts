@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify'
+import { z } from 'zod'
+import { type FaultInjector, FaultSpec } from '../../control/faults.ts'
+import type { RequestJournal } from '../../control/journal.ts'
+import { EmulatorError, Errors } from '../../errors.ts'
+import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
+import { hashApiKey } from '../../sandboxes/ids.ts'
+import type { SandboxService } from '../../sandboxes/service.ts'
+import { bearerToken } from '../auth.ts'
+import { parse } from '../validate.ts'
+
+export interface ControlDeps {
+  service: SandboxService
+  faults: FaultInjector
+  journal: RequestJournal
+  clock: Clock
+  adminToken: string | undefined
+}
+
+const AdvanceBody = z.object({
+  seconds: z
+    .number()
+    .min(0)
+    .max(10 * 365 * 24 * 3600),
+})
+const ResetBody = z.object({ api_key: z.string().min(1).optional() })
+const RequestsQuery = z.object({
+  path: z.string().optional(),
+  method: z.string().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+})
+const IdParams = z.object({ id: z.string().min(1) })
+
+/**
+ * The test-double control plane, in the emulator's own namespace: faults, the clock, reset and the
+ * request journal. Open on loopback; with --admin-token every call needs that bearer token.
+ */
+export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
+  const { faults, journal, service } = deps
+  if (deps.adminToken) {
+    const admin = deps.adminToken
+    app.addHook('onRequest', async (request) => {
+      if (bearerToken(request) !== admin) throw Errors.unauthorized('the control plane needs the admin token')
+    })
+  }
+
+  app.post('/faults', async (request, reply) => {
+    const spec = parse(FaultSpec, request.body, 'body')
+    return reply.status(201).send({ id: faults.add(spec).id })
+  })
+  app.get('/faults', async () => ({ faults: faults.list() }))
+  app.delete('/faults/:id', async (request) => {
+    const { id } = parse(IdParams, request.params, 'params')
+    if (!faults.remove(id)) throw new EmulatorError('not_found', 404, `fault ${id} not found`, { id })
+    return { deleted: id }
+  })
+  app.delete('/faults', async () => ({ deleted: faults.clear() }))
+
+  app.get('/clock', async () => ({
+    mode: deps.clock instanceof VirtualClock ? 'virtual' : 'real',
+    now: new Date(deps.clock.now()).toISOString(),
+  }))
+  app.post('/clock/advance', async (request) => {
+    const { seconds } = parse(AdvanceBody, request.body, 'body')
+    if (!(deps.clock instanceof VirtualClock)) {
+      throw Errors.conflict('the clock is real; start the emulator with --clock virtual to move it')
+    }
+    return { now: new Date(deps.clock.advance(seconds * 1000)).toISOString() }
+  })
+
+  app.post('/reset', async (request) => {
+    const { api_key } = parse(ResetBody, request.body, 'body')
+    return service.reset(api_key ? hashApiKey(api_key) : undefined)
+  })
+
+  app.get('/requests', async (request) => {
+    const q = parse(RequestsQuery, request.query, 'query')
+    return { requests: journal.query(q) }
+  })
+}

@@ -1,0 +1,166 @@
+import { z } from 'zod'
+import type { HistoryRecord } from '../accounts/history.ts'
+import type { UsageWire } from '../accounts/usage.ts'
+import type { AuditEntry } from '../audit/chain.ts'
+import type { NetworkProfile } from '../egress/profiles.ts'
+import type { RunRecord } from '../sandboxes/sandbox.ts'
+import type { DestroyResult, ExecResult, ForkFailure } from '../sandboxes/service.ts'
+import type { ErrorBody } from './error-handler.ts'
+import { RunParams } from './schemas.ts'
+
+/**
+ * Response bodies as zod schemas, for the OpenAPI document only: routes build their answers from the
+ * domain's TypeScript types, and the checks at the bottom of this file make tsc fail when one of those
+ * types gains, loses or retypes a field that its schema here does not. Strict objects, because these
+ * are exactly what the emulator sends (test/openapi.test.ts parses real answers with them).
+ */
+
+export const ErrorWire = z
+  .strictObject({
+    error: z.strictObject({
+      code: z.string().meta({
+        description:
+          'stable: unauthorized, validation_failed, not_found, route_not_found, conflict, image_unavailable, payload_too_large, not_a_file, not_a_directory, capability_unavailable, not_implemented, bad_gateway, engine_unavailable, engine_error, internal, ...',
+      }),
+      message: z.string(),
+      details: z
+        .record(z.string(), z.unknown())
+        .optional()
+        .meta({ description: 'e.g. `field` for validation_failed, `id` for not_found' }),
+    }),
+  })
+  .meta({ description: 'The one error shape of every failure.' })
+
+export const RunRecordWire = z.strictObject({
+  id: z.string(),
+  status: z.enum(['running', 'hibernated']),
+  image: z.string(),
+  vcpus: z.number().int(),
+  mem_mib: z.number().int(),
+  disk_mib: z.number().int(),
+  create_ms: z.number(),
+  created_at: z.string(),
+  timeout: z.number().meta({ description: 'idle seconds before auto-destroy; 0 = never' }),
+})
+
+export const RunListWire = z.strictObject({ runs: z.array(RunRecordWire) })
+
+export const ExecResultWire = z.strictObject({
+  exit_code: z.number().int().meta({ description: '124 when the timeout killed the command' }),
+  stdout: z.string(),
+  stderr: z.string(),
+})
+
+export const DestroyResultWire = z.strictObject({
+  status: z.literal('destroyed'),
+  cpu_ms: z.number(),
+  mem_peak_bytes: z.number(),
+  uptime_ms: z.number(),
+  cost_cents: z.number(),
+})
+
+export const DirEntriesWire = z.strictObject({ entries: z.array(z.string()) })
+
+export const SnapshotWire = z.strictObject({
+  snapshot_id: z.string(),
+  id: z.string(),
+  run_id: z.string(),
+  size_bytes: z.number(),
+  created_at: z.string(),
+  memory: z.boolean().meta({ description: 'whether processes and memory were captured (CRIU)' }),
+})
+
+export const SnapshotListWire = z.strictObject({ snapshots: z.array(SnapshotWire) })
+
+export const SnapshotDeletedWire = z.strictObject({ status: z.literal('deleted'), snapshot_id: z.string() })
+
+export const ForkFailureWire = z.strictObject({
+  index: z.number().int(),
+  code: z.string(),
+  message: z.string(),
+})
+
+export const ForkResultWire = z.strictObject({
+  forks: z.array(RunRecordWire),
+  failed: z.array(ForkFailureWire),
+})
+
+export const UsageWireSchema = z.strictObject({
+  active_sandboxes: z.number().int(),
+  history_sandboxes: z.number().int(),
+  active_cost_cents: z.number(),
+  history_cost_cents: z.number(),
+  total_cost_cents: z.number(),
+  cpu_seconds: z.number(),
+  mem_seconds: z.number(),
+  as_of: z.string(),
+})
+
+export const HistoryEntryWire = z.strictObject({
+  id: z.string(),
+  image: z.string(),
+  vcpus: z.number().int(),
+  mem_mib: z.number().int(),
+  create_ms: z.number(),
+  created_at: z.string(),
+  destroyed_at: z.string(),
+  uptime_ms: z.number(),
+  cpu_ms: z.number(),
+  mem_peak_bytes: z.number(),
+  cost_cents: z.number(),
+  billable_ms: z.number(),
+})
+
+export const HistoryWire = z.strictObject({ sandboxes: z.array(HistoryEntryWire) })
+
+/** One line of `GET /v1/runs/:id/audit` (application/x-ndjson). */
+export const AuditEntryWire = z.strictObject({
+  seq: z.number().int(),
+  ts: z.string(),
+  sandbox_id: z.string(),
+  event: z.string(),
+  data: z.record(z.string(), z.unknown()),
+  hmac: z.string(),
+})
+
+/** `GET /v1/network-profiles`: a bare array, as the SDK reads it. */
+export const NetworkProfileWire = z.strictObject({
+  name: z.string(),
+  description: z.string().optional(),
+  allow: z.array(z.string()),
+  deny: z.array(z.string()),
+})
+
+export const NetworkProfileListWire = z.array(NetworkProfileWire)
+
+/** url(port)'s path parameters: validated in routes/proxy.ts by hand (the raw URL is forwarded as is). */
+export const ProxyParams = z.object({
+  id: RunParams.shape.id,
+  port: z.number().int().min(1).max(65535),
+})
+
+export const ProxyRestParams = ProxyParams.extend({
+  path: z.string().meta({
+    description: 'the rest of the path (slashes included) and query, forwarded to the guest as sent',
+  }),
+})
+
+// --- drift checks: each schema must describe its domain type, field for field -------------------
+
+type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false
+/** The schema's output is assignable to the domain type and has exactly its keys. */
+type Describes<S extends z.ZodType, T> = [z.output<S>] extends [T] ? SameKeys<z.output<S>, T> : false
+type Holds<T extends true> = T
+
+export type WireDriftChecks = [
+  Holds<Describes<typeof ErrorWire, ErrorBody>>,
+  Holds<Describes<typeof ErrorWire.shape.error, ErrorBody['error']>>,
+  Holds<Describes<typeof RunRecordWire, RunRecord>>,
+  Holds<Describes<typeof ExecResultWire, ExecResult>>,
+  Holds<Describes<typeof DestroyResultWire, DestroyResult>>,
+  Holds<Describes<typeof ForkFailureWire, ForkFailure>>,
+  Holds<Describes<typeof UsageWireSchema, UsageWire>>,
+  Holds<Describes<typeof HistoryEntryWire, Omit<HistoryRecord, 'owner' | 'reason'>>>,
+  Holds<Describes<typeof AuditEntryWire, AuditEntry>>,
+  Holds<Describes<typeof NetworkProfileWire, NetworkProfile>>,
+]

@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto'
+import type { Clock } from './clock.ts'
+import type { SandboxEngine } from './engine.ts'
+import type { Logger } from './service.ts'
+
+/** What makes two sandboxes interchangeable before anyone owns them. */
+export interface PoolKey {
+  image: string
+  vcpus: number
+  memMib: number
+}
+
+export interface WarmPoolOptions {
+  engine: SandboxEngine
+  clock: Clock
+  log: Logger
+  /** Containers kept ready per key; 0 disables the pool. */
+  size: number
+  /** Keys kept warm at once (least recently used dropped first): bounds the pool's memory. */
+  maxKeys: number
+  /** A key not asked for in this long stops being kept warm. */
+  keepMs: number
+  /** Labels of every pooled container (app, instance, data dir, pool marker). */
+  labels: Record<string, string>
+}
+
+interface Slot {
+  key: PoolKey
+  ready: string[]
+  lastUsed: number
+}
+
+/** Pause between two refills, so that refilling yields to the API work that made it necessary. */
+const REFILL_GAP_MS = 25
+
+/**
+ * Started containers kept ready per (image, vcpus, memory) that has been asked for recently, so that a
+ * create hands one out at once instead of paying Docker's create + start. Refills run one container at
+ * a time, in the background, with a gap between them. Pooled containers belong to nobody: never
+ * listed, never billed, removed on shutdown, reaped at the next start if the emulator died.
+ */
+export class WarmPool {
+  private readonly slots = new Map<string, Slot>()
+  private readonly opts: WarmPoolOptions
+  private refilling = false
+  private closed = false
+
+  constructor(opts: WarmPoolOptions) {
+    this.opts = opts
+  }
+
+  get enabled(): boolean {
+    return this.opts.size > 0
+  }
+
+  /** A ready container for `key`, or undefined (then the caller creates one cold). Either way the key is now in demand. */
+  take(key: PoolKey): string | undefined {
+    if (!this.enabled) return undefined
+    const slot = this.slot(key)
+    slot.lastUsed = this.opts.clock.now()
+    const containerId = slot.ready.shift()
+    this.scheduleRefill()
+    return containerId
+  }
+
+  /** Starts keeping `key` warm without taking anything (the default image at start). */
+  prewarm(key: PoolKey): void {
+    if (!this.enabled) return
+    this.slot(key).lastUsed = this.opts.clock.now()
+    this.scheduleRefill()
+  }
+
+  /** How many containers are ready, per key (for capabilities and tests). */
+  stats(): { image: string; vcpus: number; mem_mib: number; ready: number }[] {
+    return [...this.slots.values()].map((s) => ({
+      image: s.key.image,
+      vcpus: s.key.vcpus,
+      mem_mib: s.key.memMib,
+      ready: s.ready.length,
+    }))
+  }
+
+  /** Removes every pooled container (on shutdown). */
+  async drain(): Promise<void> {
+    this.closed = true
+    const all = [...this.slots.values()].flatMap((s) => s.ready.splice(0))
+    await Promise.all(all.map((id) => this.opts.engine.remove(id).catch(() => {})))
+  }
+
+  private slot(key: PoolKey): Slot {
+    const id = slotId(key)
+    let slot = this.slots.get(id)
+    if (!slot) {
+      slot = { key, ready: [], lastUsed: this.opts.clock.now() }
+      this.slots.set(id, slot)
+      this.evict()
+    }
+    return slot
+  }
+
+  /** Drops keys beyond maxKeys (least recently used) and keys not asked for within keepMs. */
+  private evict(): void {
+    const now = this.opts.clock.now()
+    const byAge = [...this.slots.entries()].sort(([, a], [, b]) => b.lastUsed - a.lastUsed)
+    byAge.forEach(([id, slot], rank) => {
+      if (rank < this.opts.maxKeys && now - slot.lastUsed <= this.opts.keepMs) return
+      this.slots.delete(id)
+      for (const c of slot.ready.splice(0)) void this.opts.engine.remove(c).catch(() => {})
+    })
+  }
+
+  private scheduleRefill(): void {
+    if (this.refilling || this.closed) return
+    this.refilling = true
+    setTimeout(() => void this.refill(), REFILL_GAP_MS).unref()
+  }
+
+  /** Fills the emptiest slot by one container, then goes again until every warm key is full. */
+  private async refill(): Promise<void> {
+    let filled = false
+    try {
+      this.evict()
+      const slot = [...this.slots.values()]
+        .filter((s) => s.ready.length < this.opts.size)
+        .sort((a, b) => a.ready.length - b.ready.length)[0]
+      if (!slot || this.closed) return
+      const containerId = await this.opts.engine.createPooled({
+        poolId: `pool${randomBytes(8).toString('hex')}`,
+        image: slot.key.image,
+        vcpus: slot.key.vcpus,
+        memMib: slot.key.memMib,
+        labels: this.opts.labels,
+      })
+      if (this.closed || !this.slots.has(slotId(slot.key))) {
+        await this.opts.engine.remove(containerId)
+        return
+      }
+      slot.ready.push(containerId)
+      filled = true
+    } catch (err) {
+      // Not retried in a loop: an image that cannot run would spin. The next demand tries again.
+      this.opts.log.warn({ err }, 'warm pool refill failed; creates go cold for that image')
+    } finally {
+      this.refilling = false
+      if (filled) this.scheduleRefill()
+    }
+  }
+}
+
+function slotId(key: PoolKey): string {
+  return `${key.image}|${key.vcpus}|${key.memMib}`
+}

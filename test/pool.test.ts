@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Isorun } from 'isorun'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { loadConfig } from '../src/config.ts'
+import { LABEL } from '../src/sandboxes/labels.ts'
+import { type RunningServer, startServer } from '../src/server.ts'
+import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
+
+const IMAGE = 'busybox:latest'
+
+describeWithDocker('the warm pool', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-pool-'))
+  let server: RunningServer
+  let isorun: Isorun
+  let instance = ''
+  const poolContainers = () =>
+    docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.pool}=1`, `${LABEL.instance}=${instance}`] },
+    })
+
+  beforeAll(async () => {
+    server = await startServer(
+      loadConfig({
+        ISORUN_EMULATOR_PORT: '0',
+        ISORUN_EMULATOR_DATA_DIR: dataDir,
+        ISORUN_EMULATOR_LOG_LEVEL: 'warn',
+        ISORUN_EMULATOR_POOL: '2',
+      }),
+    )
+    instance = server.service.identity.instanceId
+    isorun = new Isorun({ apiUrl: server.apiUrl, apiKey: 'pool-test' })
+  })
+  afterAll(async () => {
+    isorun.close()
+    await server.close()
+    const left = await docker.listContainers({
+      all: true,
+      filters: { label: [`${LABEL.instance}=${instance}`] },
+    })
+    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  const ready = (image: string) => server.pool.stats().find((s) => s.image === image)?.ready ?? 0
+  const untilReady = (image: string, n: number) =>
+    waitFor(async () => (ready(image) >= n ? true : undefined), 20_000, 50)
+
+  it('keeps the default image warm from the start', async () => {
+    expect(await untilReady('node:22-slim', 2)).toBe(true)
+  })
+
+  it('hands out a started container at once after the first cold create, and refills behind it', async () => {
+    const cold = await isorun.create({ image: IMAGE })
+    expect(cold.createMs).toBeGreaterThan(50)
+    expect(await untilReady(IMAGE, 2)).toBe(true)
+    const started = performance.now()
+    const warm = await isorun.create({ image: IMAGE })
+    const roundTrip = performance.now() - started
+    expect(warm.createMs).toBeLessThan(10)
+    expect(roundTrip).toBeLessThan(100)
+    expect(await untilReady(IMAGE, 2)).toBe(true)
+    // Pooled containers are nobody's: the list holds exactly the two sandboxes.
+    expect((await isorun.list()).map((s) => s.id).sort()).toEqual([cold.id, warm.id].sort())
+    await cold.destroy()
+    await warm.destroy()
+  })
+
+  it('gives a pooled sandbox everything a fresh one has', async () => {
+    expect(await untilReady(IMAGE, 2)).toBe(true)
+    const before = Date.now()
+    const warm = await isorun.create({ image: IMAGE, timeoutSec: 120 })
+    // Credentials cannot be put into a started container, so this one is created cold.
+    const cold = await isorun.create({ image: IMAGE, credentials: { TOKEN: 'cold-path-token' } })
+    expect(cold.createMs).toBeGreaterThan(warm.createMs)
+    expect((await cold.exec('echo $TOKEN')).stdout).toBe('cold-path-token\n')
+
+    const info = await warm.info()
+    expect(info).toMatchObject({ status: 'running', image: IMAGE, vcpus: 1, memMiB: 1024, diskMiB: 4096 })
+    expect(Date.parse(info.createdAt)).toBeGreaterThanOrEqual(before - 5)
+    const probe =
+      'hostname; cat /proc/1/cmdline | tr "\\0" " "; echo; ls -A /tmp | wc -l; cat /sys/fs/cgroup/memory/memory.limit_in_bytes'
+    const [w, c] = await Promise.all([warm.exec(probe), cold.exec(probe)])
+    expect(w.stdout).toBe(c.stdout)
+    const audit = await warm.auditLog()
+    expect(audit[0]).toMatchObject({ seq: 0, event: 'sandbox.created' })
+    // The container takes the sandbox's name (in the background).
+    const named = await waitFor(
+      async () =>
+        (await docker.listContainers({ filters: { name: [`isorun-${warm.id}`] } })).length ? true : undefined,
+      5000,
+      50,
+    )
+    expect(named).toBe(true)
+    const result = await warm.destroy()
+    expect(result.uptimeMs).toBeLessThan(Date.now() - before + 50)
+    await cold.destroy()
+  })
+
+  it('removes its containers on shutdown', async () => {
+    expect(await untilReady(IMAGE, 2)).toBe(true)
+    expect((await poolContainers()).length).toBeGreaterThanOrEqual(2)
+    await server.close()
+    expect(await poolContainers()).toHaveLength(0)
+    server = await startServer(
+      loadConfig({
+        ISORUN_EMULATOR_PORT: '0',
+        ISORUN_EMULATOR_DATA_DIR: dataDir,
+        ISORUN_EMULATOR_LOG_LEVEL: 'silent',
+        ISORUN_EMULATOR_POOL: '0',
+      }),
+    )
+  })
+})
