@@ -6,6 +6,7 @@ import { Isorun } from 'isorun'
 import { afterAll, expect, it } from 'vitest'
 import { verifyAuditLog } from '../src/audit/verify.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
+import { removeContainers } from './support/cleanup.ts'
 import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
 import { readCount, startShellCounter } from './support/state.ts'
 
@@ -42,11 +43,7 @@ describeWithDocker('durability: kill -9 the emulator mid-work and restart it on 
   const children: ChildProcess[] = []
   afterAll(async () => {
     for (const c of children) c.kill('SIGKILL')
-    const left = await docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL.dataDir}=${dataDir}`] },
-    })
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    await removeContainers([`${LABEL.dataDir}=${dataDir}`])
     rmSync(dataDir, { recursive: true, force: true })
   })
 

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
+import { removeContainers } from './support/cleanup.ts'
 import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
 
 const IMAGE = 'busybox:latest'
@@ -36,11 +37,7 @@ describeWithDocker('the warm pool', () => {
   afterAll(async () => {
     isorun.close()
     await server.close()
-    const left = await docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL.instance}=${instance}`] },
-    })
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    await removeContainers([`${LABEL.instance}=${instance}`])
     rmSync(dataDir, { recursive: true, force: true })
   })
 

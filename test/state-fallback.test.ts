@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
+import { removeContainers } from './support/cleanup.ts'
 import { describeWithDocker, docker } from './support/sdk.ts'
 import { readCount, startShellCounter } from './support/state.ts'
 
@@ -26,11 +27,7 @@ async function startWithoutCriu(extra: Record<string, string> = {}) {
     client.close()
     const instance = server.service.identity.instanceId
     await server.close()
-    const left = await docker.listContainers({
-      all: true,
-      filters: { label: [`${LABEL.instance}=${instance}`] },
-    })
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    await removeContainers([`${LABEL.instance}=${instance}`])
     rmSync(dataDir, { recursive: true, force: true })
   }
   return { server, client, stop }

@@ -7,6 +7,7 @@ import type { TestProject } from 'vitest/node'
 import { loadConfig } from '../../src/config.ts'
 import { LABEL } from '../../src/sandboxes/labels.ts'
 import { startServer } from '../../src/server.ts'
+import { removeContainers } from './cleanup.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -73,7 +74,7 @@ export default async function setup(project: TestProject) {
       all: true,
       filters: { label: [`${LABEL.instance}=${instanceId}`] },
     })
-    await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+    await removeContainers([`${LABEL.instance}=${instanceId}`])
     rmSync(dataDir, { recursive: true, force: true })
     if (left.length > 0) {
       throw new Error(
