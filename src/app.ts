@@ -26,6 +26,7 @@ import { uiRoutes } from './http/routes/ui.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
+import { FS_VIEW, FS_VIEW_LABEL } from './sandboxes/fs-view.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import { LABEL } from './sandboxes/labels.ts'
 import type { Sandbox } from './sandboxes/sandbox.ts'
@@ -81,6 +82,7 @@ export function buildApp(deps: AppDeps): App {
       [LABEL.app]: '1',
       [LABEL.instance]: identity.instanceId,
       [LABEL.dataDir]: identity.dataDir,
+      [FS_VIEW_LABEL]: FS_VIEW,
       [LABEL.pool]: '1',
     },
   })

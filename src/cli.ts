@@ -69,7 +69,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `isorun-emulator ready; point the isorun SDK at it with:\n` +
       `ISORUN_API_URL=${server.apiUrl}\n` +
-      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_KEY}\n`,
+      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_KEY}\n` +
+      `dashboard: ${server.apiUrl}/_emulator/ui\n`,
   )
 
   let closing = false

@@ -243,11 +243,13 @@ describe('egress proxy (in process, on loopback)', () => {
       )
     })
     // A WebSocket-style upgrade: the handshake answered, then an echo.
-    target.on('upgrade', (req, socket) => {
+    target.on('upgrade', (req, socket, head) => {
       socket.write(
         `HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${req.headers.upgrade}\r\nConnection: Upgrade\r\n\r\n`,
       )
-      socket.on('data', (c) => socket.end(`target saw ${req.url} then ${c}`))
+      const echo = (c: Buffer) => socket.end(`target saw ${req.url} then ${c}`)
+      if (head.length > 0) echo(head)
+      else socket.once('data', echo)
     })
     await new Promise<void>((r) => target.listen(0, '127.0.0.1', r))
     targetPort = (target.address() as { port: number }).port
@@ -266,6 +268,7 @@ describe('egress proxy (in process, on loopback)', () => {
   })
   afterAll(async () => {
     await proxy.close()
+    target.closeAllConnections()
     await new Promise((r) => target.close(r))
   })
 

@@ -27,7 +27,9 @@ export async function detectCriu(experimental: boolean, dockerRootDir: string): 
   } catch {
     return {
       available: false,
-      reason: 'criu is not installed on the Docker host (scripts/provision.sh builds it)',
+      // The emulator probes criu itself, so it must run on the Docker host (not in a container).
+      reason:
+        "criu is not on the emulator's PATH: memory checkpoints need the emulator on the Docker host, with CRIU (scripts/provision.sh builds it)",
     }
   }
   if (!version || !atLeast(version, [4, 2])) {

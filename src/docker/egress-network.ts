@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs'
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
 import type { EgressAttachment, IsolatedNetwork, IsolatedNetworkRequest } from '../sandboxes/engine.ts'
+import { FS_VIEW, FS_VIEW_LABEL, sameFilesystemView } from '../sandboxes/fs-view.ts'
 import { applyHostFirewall, removeHostFirewall } from './egress-firewall.ts'
 import { dockerMessage } from './errors.ts'
 
@@ -52,6 +53,7 @@ export async function ensureIsolatedNetwork(
           [NET_LABEL.app]: '1',
           [NET_LABEL.instance]: request.instanceId,
           [NET_LABEL.dataDir]: request.dataDir,
+          [FS_VIEW_LABEL]: FS_VIEW,
           [NET_LABEL.bridge]: n.bridge,
           [NET_LABEL.chain]: n.chain,
         },
@@ -106,7 +108,8 @@ async function reapOrphanNetworks(docker: Docker): Promise<void> {
   }
   for (const net of found) {
     const dir = net.Labels?.[NET_LABEL.dataDir]
-    if (!dir || existsSync(dir)) continue
+    // Only where that emulator's files are visible can "gone" be told (see fs-view.ts).
+    if (!dir || !sameFilesystemView(net.Labels) || existsSync(dir)) continue
     const info = await inspect(docker, net.Id)
     if (info) await removeIfUnused(docker, info)
   }

@@ -314,7 +314,7 @@ function proxyOperations(path: string, params: ObjectSchema, idPrefix: string): 
 }
 
 /** Methods the proxy also routes that OpenAPI 3.1 has no operation for (WebDAV and the like). */
-export const PROXY_EXTRA_METHODS = METHODS.filter(
+const PROXY_EXTRA_METHODS = METHODS.filter(
   (m) => m !== 'CONNECT' && !OPENAPI_METHODS.includes(m.toLowerCase() as Method),
 )
 

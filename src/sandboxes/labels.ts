@@ -1,3 +1,4 @@
+import { FS_VIEW, FS_VIEW_LABEL } from './fs-view.ts'
 import type { Sandbox } from './sandbox.ts'
 
 /**
@@ -37,6 +38,7 @@ export function sandboxLabels(
   return {
     [LABEL.app]: '1',
     [LABEL.instance]: identity.instanceId,
+    [FS_VIEW_LABEL]: FS_VIEW,
     [LABEL.dataDir]: identity.dataDir,
     [LABEL.runId]: s.id,
     [LABEL.owner]: s.owner,

@@ -9,6 +9,7 @@ import type { Clock } from './clock.ts'
 import type { EgressPort } from './egress-port.ts'
 import type { FileDownload, ManagedSandbox, SandboxEngine, SandboxSpec } from './engine.ts'
 import { type SandboxEventName, SandboxEvents } from './events.ts'
+import { sameFilesystemView } from './fs-view.ts'
 import { IdleTimers } from './idle-timers.ts'
 import { newRunId, newSnapshotId } from './ids.ts'
 import { type InstanceIdentity, LABEL, sandboxLabels } from './labels.ts'
@@ -149,9 +150,10 @@ export class SandboxService {
     for (const c of found) {
       if (c.labels[LABEL.instance] !== instanceId) {
         // Another emulator's sandbox: leave it alone, unless that emulator's data dir is gone for good
-        // (a test run's temporary dir, say), in which case nothing can ever adopt it.
+        // (a test run's temporary dir, say), in which case nothing can ever adopt it. Only an emulator
+        // that sees the same files can tell (not one in a container, for the host's): see fs-view.ts.
         const dir = c.labels[LABEL.dataDir]
-        if (dir && !existsSync(dir)) {
+        if (dir && sameFilesystemView(c.labels) && !existsSync(dir)) {
           await this.engine.remove(c.containerId)
           reaped++
           this.log.warn(
