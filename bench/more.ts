@@ -118,3 +118,29 @@ export async function benchWarmCreate(isorun: Isorun, image: string, rounds: num
   }
   return times
 }
+
+/**
+ * Does a pool refill slow the API? Exec latency on a sandbox while the pool is idle vs right after a
+ * create took a pooled container (so a refill is running), alternating.
+ */
+export async function benchRefillInterference(
+  isorun: Isorun,
+  image: string,
+  rounds: number,
+): Promise<{ idle: number[]; refilling: number[] }> {
+  const s = await isorun.create({ image })
+  const idle: number[] = []
+  const refilling: number[] = []
+  try {
+    for (let i = 0; i < rounds; i++) {
+      await new Promise((r) => setTimeout(r, 1500)) // pool full again
+      for (let k = 0; k < 3; k++) idle.push((await timed(() => s.exec('true')))[0])
+      const taken = await isorun.create({ image }) // starts a refill behind it
+      for (let k = 0; k < 3; k++) refilling.push((await timed(() => s.exec('true')))[0])
+      await taken.destroy()
+    }
+  } finally {
+    await s.destroy()
+  }
+  return { idle, refilling }
+}

@@ -8,7 +8,13 @@ import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { startEmulatorProcess } from './emulator-process.ts'
-import { benchConcurrency, benchFiles, benchWarmCreate, type ConcurrencyResult } from './more.ts'
+import {
+  benchConcurrency,
+  benchFiles,
+  benchRefillInterference,
+  benchWarmCreate,
+  type ConcurrencyResult,
+} from './more.ts'
 import { benchProxy, type ProxyBenchRow, printProxyTable } from './proxy.ts'
 import { RawDocker } from './raw-docker.ts'
 import { benchState } from './state.ts'
@@ -105,6 +111,10 @@ async function main() {
     try {
       row('create (warm pool)').emulator.push(...(await benchWarmCreate(warmClient, IMAGE, ROUNDS)))
       row('create (warm pool)').raw.push(...row('create').raw)
+      // "raw" here is the same exec with the pool idle: the ratio is what a refill costs a concurrent exec.
+      const interference = await benchRefillInterference(warmClient, IMAGE, ROUNDS)
+      row('exec during pool refill (vs pool idle)').emulator.push(...interference.refilling)
+      row('exec during pool refill (vs pool idle)').raw.push(...interference.idle)
     } finally {
       warmClient.close()
       warmEmu.child.kill('SIGTERM')

@@ -114,7 +114,8 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
     })
 
     it('keeps idle timers working on restored and forked sandboxes', async () => {
-      const parent = track(await isorun.create({ image: 'busybox:latest', timeoutSec: 2 }))
+      // 5 s: long enough for the parent to live through snapshot, restore and fork on a loaded machine.
+      const parent = track(await isorun.create({ image: 'busybox:latest', timeoutSec: 5 }))
       const snap = await parent.snapshot()
       const restored = track(await isorun.restore(snap.id))
       const [kid] = track(await parent.fork(1))
@@ -123,7 +124,7 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
       for (const s of [restored, kid as Sandbox]) {
         const gone = await waitFor(
           async () => ((await isorun.list()).some((x) => x.id === s.id) ? undefined : true),
-          10_000,
+          20_000,
           200,
         )
         expect(gone).toBe(true)
