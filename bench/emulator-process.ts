@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -10,7 +10,11 @@ export async function startEmulatorProcess(extraArgs: string[] = []): Promise<{
   dataDir: string
 }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-bench-'))
-  const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
+  // The shipped program (dist/, built by `npm ci`'s prepare step), as `npx isorun-emulator` runs it; the
+  // TypeScript source costs ~30 MB more resident memory for type stripping.
+  const built = join(import.meta.dirname, '..', 'dist', 'cli.js')
+  const cli = existsSync(built) ? built : join(import.meta.dirname, '..', 'src', 'cli.ts')
+  process.stderr.write(`bench: emulator ${cli}\n`)
   const child = spawn(
     process.execPath,
     [cli, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs],
