@@ -5,6 +5,7 @@ import { type Capabilities, describeEgress } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { FaultInjector } from './control/faults.ts'
 import { RequestJournal } from './control/journal.ts'
+import { loadSeedFile, Seeder } from './control/seed.ts'
 import { EgressGateway } from './egress/gateway.ts'
 import { NetworkProfiles } from './egress/profiles.ts'
 import { hostResolver } from './egress/resolver.ts'
@@ -56,6 +57,8 @@ export interface App {
   faults: FaultInjector
   journal: RequestJournal
   clock: Clock
+  /** Prepares the seed file's sandboxes and snapshots (at start and after a reset). */
+  seeder: Seeder
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -127,6 +130,7 @@ export function buildApp(deps: AppDeps): App {
 
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
+  const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, service, app.log)
   const faults = new FaultInjector()
   const journal = new RequestJournal()
   registerControlHooks(app, faults, journal)
@@ -147,7 +151,7 @@ export function buildApp(deps: AppDeps): App {
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
   app.register(
     async (control) =>
-      controlRoutes(control, { service, faults, journal, clock, adminToken: config.adminToken }),
+      controlRoutes(control, { service, seeder, faults, journal, clock, adminToken: config.adminToken }),
     { prefix: '/_emulator' },
   )
   // The dashboard: a static page under the emulator's own prefix; its script calls /v1 with a key.
@@ -163,7 +167,7 @@ export function buildApp(deps: AppDeps): App {
     await pool.drain()
     await egress.close()
   })
-  return { app, service, proxy, audit, history, pool, egress, faults, journal, clock }
+  return { app, service, proxy, audit, history, pool, egress, faults, journal, clock, seeder }
 }
 
 /**

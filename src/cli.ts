@@ -17,6 +17,8 @@ Usage: isorun-emulator [options]
                    without any, every non-empty bearer token is accepted
   --log-level L    fatal|error|warn|info|debug|trace|silent (ISORUN_EMULATOR_LOG_LEVEL, default info)
   --clock MODE     real, or virtual (moves only by POST /_emulator/clock/advance) (ISORUN_EMULATOR_CLOCK)
+  --seed FILE      sandboxes and snapshots to prepare at start and after reset (ISORUN_EMULATOR_SEED)
+  --init DIR       scripts run once ready, with ISORUN_API_URL/KEY set (ISORUN_EMULATOR_INIT)
   --admin-token T  bearer token the /_emulator control plane requires (ISORUN_EMULATOR_ADMIN_TOKEN)
   --pool N         warm containers kept per image/size in use; 0 = off (ISORUN_EMULATOR_POOL, default 2)
   --network-profiles FILE  JSON network profiles merged over the built-ins (ISORUN_EMULATOR_NETWORK_PROFILES)
@@ -42,6 +44,8 @@ async function main(): Promise<void> {
       'log-level': { type: 'string' },
       pool: { type: 'string' },
       clock: { type: 'string' },
+      seed: { type: 'string' },
+      init: { type: 'string' },
       'admin-token': { type: 'string' },
       'network-profiles': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -60,6 +64,8 @@ async function main(): Promise<void> {
   if (values['log-level'] !== undefined) env.ISORUN_EMULATOR_LOG_LEVEL = values['log-level']
   if (values.pool !== undefined) env.ISORUN_EMULATOR_POOL = values.pool
   if (values.clock !== undefined) env.ISORUN_EMULATOR_CLOCK = values.clock
+  if (values.seed !== undefined) env.ISORUN_EMULATOR_SEED = values.seed
+  if (values.init !== undefined) env.ISORUN_EMULATOR_INIT = values.init
   if (values['admin-token'] !== undefined) env.ISORUN_EMULATOR_ADMIN_TOKEN = values['admin-token']
   if (values['network-profiles'] !== undefined)
     env.ISORUN_EMULATOR_NETWORK_PROFILES = values['network-profiles']

@@ -76,6 +76,10 @@ const ConfigSchema = z.object({
   ISORUN_EMULATOR_CLOCK: z.enum(['real', 'virtual']).default('real'),
   // Bearer token the control plane (/_emulator faults, clock, reset, requests) requires; unset: open.
   ISORUN_EMULATOR_ADMIN_TOKEN: z.string().min(1).optional(),
+  // A JSON file of sandboxes and snapshots to prepare at start and after a reset (see README).
+  ISORUN_EMULATOR_SEED: z.string().min(1).optional(),
+  // A directory of scripts run once the emulator is ready, with ISORUN_API_URL/ISORUN_API_KEY set.
+  ISORUN_EMULATOR_INIT: z.string().min(1).optional(),
   // Key of the audit log's HMAC chain; when unset one is generated and kept in <data dir>/audit.key.
   ISORUN_EMULATOR_AUDIT_KEY: z.string().min(16).optional(),
   // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
@@ -113,6 +117,8 @@ export interface Config {
   egressHosts: Record<string, string>
   clock: 'real' | 'virtual'
   adminToken: string | undefined
+  seedFile: string | undefined
+  initDir: string | undefined
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -154,5 +160,7 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     egressHosts: c.ISORUN_EMULATOR_EGRESS_HOSTS,
     clock: c.ISORUN_EMULATOR_CLOCK,
     adminToken: c.ISORUN_EMULATOR_ADMIN_TOKEN,
+    seedFile: c.ISORUN_EMULATOR_SEED,
+    initDir: c.ISORUN_EMULATOR_INIT,
   }
 }

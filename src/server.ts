@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { type App, buildApp } from './app.ts'
 import { describeCapabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
+import { runInitScripts } from './control/seed.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
 import { type Clock, VirtualClock } from './sandboxes/clock.ts'
@@ -70,7 +71,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
   // The SDK's default image is kept warm from the start (its refill fails quietly if it is not here).
   pool.prewarm({ image: 'node:22-slim', vcpus: 1, memMib: 1024 })
+  await built.seeder.apply()
   const listening = await listen(app, config.host, config.port)
+  if (config.initDir) {
+    await runInitScripts(
+      config.initDir,
+      { ISORUN_API_URL: listening.url, ISORUN_API_KEY: config.apiKeys[0] ?? 'isorun_local_dev' },
+      app.log,
+    )
+  }
   return {
     apiUrl: listening.url,
     port: listening.port,

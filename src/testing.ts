@@ -86,10 +86,16 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
         return new Date(clock.advance(seconds * 1000))
       },
     },
-    reset: (apiKey) => server.service.reset(apiKey ? hashKey(apiKey) : undefined),
+    async reset(apiKey) {
+      const result = await server.service.reset(apiKey ? hashKey(apiKey) : undefined)
+      await built.seeder.apply()
+      return result
+    },
     requests: (filter = {}) => journal.query(filter),
     async stop() {
       await server.service.reset()
+      // A temporary data dir goes away with its snapshots' images; a given one keeps its seed.
+      if (ownDir) await server.service.deleteSharedSnapshots()
       await server.close()
       if (ownDir) rmSync(dataDir, { recursive: true, force: true })
     },

@@ -46,13 +46,15 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
   const key = newApiKey()
   const isorun = newClient(key)
   const track = sandboxTracker()
-  const userDataDir = mkdtempSync(join(tmpdir(), 'isorun-dashboard-chromium-'))
+  let userDataDir = ''
   let context: BrowserContext
   let page: Page
   const problems: string[] = []
   const snapshotIds: string[] = []
 
   beforeAll(async () => {
+    // A fresh profile every run (made here, not at collection, so a skipped run leaves nothing behind).
+    userDataDir = mkdtempSync(join(tmpdir(), 'isorun-dashboard-chromium-'))
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: CHROMIUM,
       headless: true,
@@ -69,7 +71,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
 
   afterAll(async () => {
     await context?.close()
-    rmSync(userDataDir, { recursive: true, force: true })
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true })
     for (const id of snapshotIds) await isorun.deleteSnapshot(id).catch(() => undefined)
     // The client stays open: the tracker's afterAll (run after this one) destroys through it.
   })

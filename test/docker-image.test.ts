@@ -24,13 +24,14 @@ describeWithDocker('the emulator as a Docker image', () => {
   const suffix = randomBytes(4).toString('hex')
   const tag = `isorun-emulator:test-${suffix}`
   const name = `isorun-emulator-test-${suffix}`
-  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-docker-image-'))
+  let dataDir = ''
   const track = sandboxTracker()
   let apiUrl = ''
   let client: Isorun | undefined
   let hostSandboxId = ''
 
   beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'isorun-docker-image-'))
     // A sandbox of the test run's own emulator, whose data dir the containerised one cannot see: it
     // must survive that emulator's start (its recovery reaps only leftovers it can judge).
     hostSandboxId = track(await newClient().create({ image: 'busybox:latest' })).id
@@ -87,7 +88,7 @@ describeWithDocker('the emulator as a Docker image', () => {
     await run('docker', ['stop', '-t', '10', name]).catch(() => undefined)
     let instanceId = ''
     try {
-      instanceId = JSON.parse(readFileSync(join(dataDir, 'instance.json'), 'utf8')).instanceId
+      if (dataDir) instanceId = JSON.parse(readFileSync(join(dataDir, 'instance.json'), 'utf8')).instanceId
     } catch {
       // never started
     }
@@ -100,7 +101,7 @@ describeWithDocker('the emulator as a Docker image', () => {
     }
     await run('docker', ['rm', '-f', name]).catch(() => undefined)
     await run('docker', ['rmi', tag]).catch(() => undefined)
-    rmSync(dataDir, { recursive: true, force: true })
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
   }, 60_000)
 
   it('is node:22-slim plus the app, listening on 0.0.0.0, and prints the URL to use', async () => {

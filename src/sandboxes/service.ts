@@ -65,6 +65,9 @@ export interface ForkResult {
   failed: ForkFailure[]
 }
 
+/** Owner of seeded snapshots that every key may list and restore. */
+export const SHARED_OWNER = '*'
+
 /** How many children one fork may ask for. */
 export const MAX_FORK_COUNT = 20
 
@@ -378,11 +381,20 @@ export class SandboxService {
     return { ...this.engine.memorySupport(), strict: this.opts.strict }
   }
 
-  async snapshot(owner: string, id: string): Promise<SnapshotRecord> {
+  /**
+   * `as` (for the seed only): the snapshot's id and owner, instead of a new id and the sandbox's owner.
+   * A seeded snapshot owned by SHARED_OWNER can be listed and restored by every key.
+   */
+  async snapshot(
+    owner: string,
+    id: string,
+    as?: { snapshotId: string; owner: string },
+  ): Promise<SnapshotRecord> {
     const s = this.get(owner, id)
     return this.lifecycle.run(id, async () => {
       this.assertAlive(s)
-      const record = await this.capture(s, newSnapshotId())
+      const record = await this.capture(s, as?.snapshotId ?? newSnapshotId())
+      if (as) record.owner = as.owner
       this.opts.snapshots.put(record)
       this.touch(owner, id)
       this.log.info(
@@ -399,11 +411,32 @@ export class SandboxService {
   }
 
   listSnapshots(owner: string): SnapshotRecord[] {
-    return this.opts.snapshots.list(owner)
+    return [...this.opts.snapshots.list(owner), ...this.opts.snapshots.list(SHARED_OWNER)]
+  }
+
+  /** Deletes the seeded snapshots every key shares (when the emulator's data dir itself goes away). */
+  async deleteSharedSnapshots(): Promise<number> {
+    const shared = this.opts.snapshots.list(SHARED_OWNER)
+    for (const r of shared) await this.deleteSnapshot(SHARED_OWNER, r.id)
+    return shared.length
+  }
+
+  hasSnapshot(snapshotId: string): boolean {
+    return this.opts.snapshots.get(snapshotId) !== undefined
   }
 
   async deleteSnapshot(owner: string, snapshotId: string): Promise<void> {
     const record = this.ownSnapshot(owner, snapshotId)
+    if (record.owner === SHARED_OWNER && owner !== SHARED_OWNER) {
+      throw new EmulatorError(
+        'forbidden',
+        403,
+        `snapshot ${snapshotId} comes from the seed file; remove it there`,
+        {
+          id: snapshotId,
+        },
+      )
+    }
     // Wait for restores of this snapshot in flight; new ones find it gone once it is removed below.
     await this.snapshotUse.run(snapshotId, async () => {
       if (!this.opts.snapshots.get(snapshotId)) throw Errors.snapshotNotFound(snapshotId)
@@ -531,7 +564,10 @@ export class SandboxService {
   async reset(owner?: string): Promise<{ destroyed: number; snapshots_deleted: number }> {
     const doomed = [...this.sandboxes.values()].filter((s) => !owner || s.owner === owner)
     const results = await Promise.allSettled(doomed.map((s) => this.destroy(s.owner, s.id, 'reset')))
-    const snapshots = this.opts.snapshots.all().filter((r) => !owner || r.owner === owner)
+    // Seeded snapshots shared by every key are part of the seed state: reset keeps them.
+    const snapshots = this.opts.snapshots
+      .all()
+      .filter((r) => r.owner !== SHARED_OWNER && (!owner || r.owner === owner))
     for (const r of snapshots) await this.deleteSnapshot(r.owner, r.id).catch(() => {})
     return {
       destroyed: results.filter((r) => r.status === 'fulfilled').length,
@@ -740,7 +776,8 @@ export class SandboxService {
 
   private ownSnapshot(owner: string, snapshotId: string): SnapshotRecord {
     const record = this.opts.snapshots.get(snapshotId)
-    if (!record || record.owner !== owner) throw Errors.snapshotNotFound(snapshotId)
+    if (!record || (record.owner !== owner && record.owner !== SHARED_OWNER))
+      throw Errors.snapshotNotFound(snapshotId)
     return record
   }
 

@@ -69,11 +69,13 @@ export default async function setup(project: TestProject) {
   project.provide('dataDir', server.service.identity.dataDir)
 
   return async () => {
-    await server.close()
     const left = await docker.listContainers({
       all: true,
       filters: { label: [`${LABEL.instance}=${instanceId}`] },
     })
+    // Snapshots tests kept (their images live in Docker, not in the temp data dir) go too.
+    await server.service.reset()
+    await server.close()
     await removeContainers([`${LABEL.instance}=${instanceId}`])
     rmSync(dataDir, { recursive: true, force: true })
     if (left.length > 0) {

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { type FaultInjector, FaultSpec } from '../../control/faults.ts'
 import type { RequestJournal } from '../../control/journal.ts'
+import type { Seeder } from '../../control/seed.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
@@ -11,6 +12,7 @@ import { parse } from '../validate.ts'
 
 export interface ControlDeps {
   service: SandboxService
+  seeder: Seeder
   faults: FaultInjector
   journal: RequestJournal
   clock: Clock
@@ -70,7 +72,10 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
 
   app.post('/reset', async (request) => {
     const { api_key } = parse(ResetBody, request.body, 'body')
-    return service.reset(api_key ? hashApiKey(api_key) : undefined)
+    const result = await service.reset(api_key ? hashApiKey(api_key) : undefined)
+    // Back to the seed state, not to nothing.
+    await deps.seeder.apply()
+    return result
   })
 
   app.get('/requests', async (request) => {
