@@ -159,7 +159,7 @@ export function buildApp(deps: AppDeps): App {
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
   proxy.followLifecycle(service.events)
   app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
-  proxyUpgrades(app.server, service, proxy, app.log)
+  proxyUpgrades(app.server, service, proxy, app.log, faults)
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => {

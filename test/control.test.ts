@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { Isorun, type IsorunError } from 'isorun'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type StartedEmulator, startEmulator } from '../src/testing.ts'
@@ -99,6 +101,30 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       expect(body.forks).toHaveLength(2)
       expect(body.failed).toEqual([expect.objectContaining({ index: 2 })])
       emu.faults.clear()
+    })
+
+    it('drops a proxied WebSocket with drop_connection', async () => {
+      const s = await isorun.create({ image: 'node:22-slim' })
+      const guest = join(import.meta.dirname, 'fixtures', 'guest')
+      for (const f of ['app.mjs', 'ws.mjs'])
+        await s.writeFile(`/srv/${f}`, readFileSync(join(guest, f), 'utf8'))
+      await s.exec('node /srv/app.mjs 8080 > /tmp/app.log 2>&1 &')
+      await waitFor(() => fetch(s.url(8080, '/hello')).then((r) => (r.ok ? true : undefined)), 15_000, 50)
+      const open = (url: string) =>
+        new Promise<string>((resolve) => {
+          const ws = new WebSocket(url)
+          ws.addEventListener('open', () => {
+            ws.close()
+            resolve('open')
+          })
+          ws.addEventListener('error', () => resolve('dropped'))
+        })
+      const url = s.url(8080, '/ws').replace(/^http/, 'ws')
+      expect(await open(url)).toBe('open')
+      emu.faults.add({ path: `/v1/runs/${s.id}/proxy/8080/ws$`, action: 'drop_connection', times: 1 })
+      expect(await open(url)).toBe('dropped')
+      expect(await open(url)).toBe('open')
+      await s.destroy()
     })
 
     it('is managed over HTTP: create, list, delete, with a 400 naming a bad field', async () => {

@@ -1,6 +1,7 @@
 import { type IncomingMessage, METHODS, type Server, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FaultInjector } from '../../control/faults.ts'
 import { EmulatorError, Errors, isEmulatorError } from '../../errors.ts'
 import type { GuestProxy } from '../../proxy/guest-proxy.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
@@ -48,6 +49,7 @@ export function proxyUpgrades(
   service: SandboxService,
   proxy: GuestProxy,
   log: FastifyBaseLogger,
+  faults?: FaultInjector,
 ): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A client that resets mid-handshake must not take the process down.
@@ -65,6 +67,10 @@ export function proxyUpgrades(
         log,
       )
     }
+    // Upgrades bypass Fastify's hooks, so a drop_connection fault is applied here: the WebSocket drops.
+    const auth = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]
+    const fault = faults?.match(req.method ?? 'GET', url.split('?')[0] ?? url, auth)
+    if (fault?.action === 'drop_connection') return void socket.destroy()
     resolveTarget(service, url)
       .then((target) => proxy.upgrade(target, req, socket, head))
       .catch((err: unknown) => answerOnSocket(socket, err, log))
