@@ -1,6 +1,7 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { EgressPolicy } from '../egress/policy.ts'
+import { readJson, writeJsonAtomic } from '../store/files.ts'
 import type { StoredSnapshot } from './engine.ts'
 
 /** A snapshot as the domain keeps it; `stored` is the engine's handle on the artifacts. */
@@ -26,9 +27,9 @@ export interface SnapshotRecord {
 }
 
 /**
- * Snapshot metadata, one JSON file each under `<data dir>/snapshots/`, written atomically (temp file +
- * rename), so snapshots outlive their parent and an emulator restart. The artifacts themselves (image,
- * checkpoint files) are the engine's; `stored` says where.
+ * Snapshot metadata, one JSON file each under `<data dir>/snapshots/`, replaced atomically, so
+ * snapshots outlive their parent and an emulator restart. The artifacts themselves (image, checkpoint
+ * files) are the engine's; `stored` says where.
  */
 export class SnapshotStore {
   private readonly dir: string
@@ -39,12 +40,9 @@ export class SnapshotStore {
     mkdirSync(this.dir, { recursive: true })
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith('.json')) continue
-      try {
-        const record = JSON.parse(readFileSync(join(this.dir, name), 'utf8')) as SnapshotRecord
-        this.records.set(record.id, record)
-      } catch {
-        // A torn or foreign file: skip it rather than refuse to start.
-      }
+      // A torn or foreign file is skipped rather than a reason to refuse to start.
+      const record = readJson<SnapshotRecord>(join(this.dir, name))
+      if (record?.id) this.records.set(record.id, record)
     }
   }
 
@@ -54,10 +52,7 @@ export class SnapshotStore {
   }
 
   put(record: SnapshotRecord): void {
-    const file = join(this.dir, `${record.id}.json`)
-    const tmp = `${file}.tmp`
-    writeFileSync(tmp, `${JSON.stringify(record, null, 2)}\n`)
-    renameSync(tmp, file)
+    writeJsonAtomic(join(this.dir, `${record.id}.json`), record)
     this.records.set(record.id, record)
   }
 
