@@ -74,10 +74,12 @@ export function buildApp(deps: AppDeps): App {
   })
   const proxy = new GuestProxy()
   const clock = deps.clock ?? realClock
+  const activity = trackApiActivity(app)
   const pool = new WarmPool({
     engine,
     clock,
     log: app.log,
+    quiet: activity.quiet,
     size: config.poolSize,
     maxKeys: 4,
     keepMs: 5 * 60_000,
@@ -188,4 +190,30 @@ function acceptEmptyJsonBodies(app: FastifyInstance): void {
       )
     }
   })
+}
+
+/** Quiet means: no API call in flight and none finished in the last QUIET_AFTER_MS. */
+const QUIET_AFTER_MS = 50
+
+/**
+ * Counts API calls in flight, so background work (pool refills) can wait for a quiet moment. Proxied
+ * url(port) traffic is not counted: its replies are hijacked streams that may stay open for hours.
+ */
+function trackApiActivity(app: FastifyInstance): { quiet: () => boolean } {
+  let inFlight = 0
+  let lastAt = 0
+  const counted = (url: string) => url.startsWith('/v1/') && !url.includes('/proxy/')
+  app.addHook('onRequest', async (request) => {
+    if (!counted(request.url)) return
+    inFlight++
+    lastAt = Date.now()
+  })
+  const done = async (request: { url: string }) => {
+    if (!counted(request.url)) return
+    inFlight = Math.max(0, inFlight - 1)
+    lastAt = Date.now()
+  }
+  app.addHook('onResponse', done)
+  app.addHook('onRequestAbort', done)
+  return { quiet: () => inFlight === 0 && Date.now() - lastAt >= QUIET_AFTER_MS }
 }

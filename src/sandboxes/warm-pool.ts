@@ -22,6 +22,11 @@ export interface WarmPoolOptions {
   keepMs: number
   /** Labels of every pooled container (app, instance, data dir, pool marker). */
   labels: Record<string, string>
+  /**
+   * True when no API call is under way and none came in a moment ago. Refills wait for it: a container
+   * create costs Docker (and so the machine) CPU, which API calls should not have to share.
+   */
+  quiet?: () => boolean
 }
 
 interface Slot {
@@ -112,7 +117,18 @@ export class WarmPool {
   private scheduleRefill(): void {
     if (this.refilling || this.closed) return
     this.refilling = true
-    setTimeout(() => void this.refill(), REFILL_GAP_MS).unref()
+    const start = () => {
+      if (this.closed) {
+        this.refilling = false
+        return
+      }
+      if (this.opts.quiet && !this.opts.quiet()) {
+        setTimeout(start, REFILL_GAP_MS).unref()
+        return
+      }
+      void this.refill()
+    }
+    setTimeout(start, REFILL_GAP_MS).unref()
   }
 
   /** Fills the emptiest slot by one container, then goes again until every warm key is full. */
