@@ -133,7 +133,10 @@ export class EgressGateway implements EgressPort {
       throw new EmulatorError(
         'capability_unavailable',
         409,
-        `the egress proxy cannot listen on ${network.gateway}:${port} (${(err as Error).message}); set ISORUN_EMULATOR_EGRESS_PORT to a free port`,
+        `the egress proxy cannot listen on ${network.gateway}:${port} (${(err as Error).message}): ` +
+          (isAddressUnavailable(err)
+            ? 'the emulator is not on the Docker host (in a container, run it with --network host to enforce egress policies)'
+            : 'set ISORUN_EMULATOR_EGRESS_PORT to a free port'),
       )
     }
     this.guarded.add(network.subnet)
@@ -150,4 +153,9 @@ export class EgressGateway implements EgressPort {
     )
     return network
   }
+}
+
+/** EADDRNOTAVAIL: the gateway address is not one of this machine's, i.e. the emulator is not on the Docker host. */
+function isAddressUnavailable(err: unknown): boolean {
+  return (err as { code?: string })?.code === 'EADDRNOTAVAIL'
 }
