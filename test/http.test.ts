@@ -2,28 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { type App, buildApp } from '../src/app.ts'
-import { describeCapabilities } from '../src/capabilities.ts'
-import { loadConfig } from '../src/config.ts'
-import { loadIdentity } from '../src/sandboxes/identity.ts'
 import { FakeEngine } from './support/fake-engine.ts'
+import { buildInjectApp } from './support/inject-app.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'isorun-http-test-'))
 afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
 
-function build(env: Record<string, string> = {}, engine = new FakeEngine()): App & { engine: FakeEngine } {
-  const config = loadConfig({
-    ISORUN_EMULATOR_DATA_DIR: dataDir,
-    ISORUN_EMULATOR_LOG_LEVEL: 'silent',
-    ...env,
-  })
-  const built = buildApp({
-    config,
-    engine,
-    identity: loadIdentity(dataDir),
-    capabilities: describeCapabilities(null, config.execOutputLimit),
-  })
-  return { ...built, engine }
+function build(env: Record<string, string> = {}, engine = new FakeEngine()) {
+  return buildInjectApp(dataDir, { env, engine })
 }
 
 const auth = (key = 'k1') => ({ authorization: `Bearer ${key}` })

@@ -5,9 +5,7 @@ import { Validator } from '@seriousme/openapi-schema-validator'
 import type { LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { type App, buildApp } from '../src/app.ts'
-import { describeCapabilities } from '../src/capabilities.ts'
-import { loadConfig } from '../src/config.ts'
+import type { App } from '../src/app.ts'
 import { PENDING } from '../src/http/routes/not-implemented.ts'
 import {
   AuditEntryWire,
@@ -25,8 +23,7 @@ import {
   SnapshotWire,
   UsageWireSchema,
 } from '../src/http/wire.ts'
-import { loadIdentity } from '../src/sandboxes/identity.ts'
-import { FakeEngine } from './support/fake-engine.ts'
+import { buildInjectApp } from './support/inject-app.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'isorun-openapi-test-'))
 
@@ -39,13 +36,7 @@ let t: App
 let doc: Json
 
 beforeAll(async () => {
-  const config = loadConfig({ ISORUN_EMULATOR_DATA_DIR: dataDir, ISORUN_EMULATOR_LOG_LEVEL: 'silent' })
-  t = buildApp({
-    config,
-    engine: new FakeEngine(),
-    identity: loadIdentity(dataDir),
-    capabilities: describeCapabilities(null, config.execOutputLimit),
-  })
+  t = buildInjectApp(dataDir)
   t.app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) registered.push({ method, url: route.url })
   })

@@ -5,15 +5,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Sandbox } from 'isorun'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { type App, buildApp } from '../src/app.ts'
-import { describeCapabilities } from '../src/capabilities.ts'
-import { loadConfig } from '../src/config.ts'
+import type { App } from '../src/app.ts'
 import { rewriteCdpDiscovery, rewriteLocation } from '../src/proxy/rewrite.ts'
 import type { Clock } from '../src/sandboxes/clock.ts'
 import type { SandboxEvent } from '../src/sandboxes/events.ts'
-import { loadIdentity } from '../src/sandboxes/identity.ts'
 import { hashApiKey } from '../src/sandboxes/ids.ts'
 import { FakeEngine } from './support/fake-engine.ts'
+import { buildInjectApp } from './support/inject-app.ts'
 import { apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker, waitFor } from './support/sdk.ts'
 
 const guestDir = join(import.meta.dirname, 'fixtures', 'guest')
@@ -417,13 +415,7 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
   })
 
   beforeEach(() => {
-    const config = loadConfig({ ISORUN_EMULATOR_DATA_DIR: dataDir, ISORUN_EMULATOR_LOG_LEVEL: 'silent' })
-    t = buildApp({
-      config,
-      engine: new FakeEngine(),
-      identity: loadIdentity(dataDir),
-      capabilities: describeCapabilities(null, config.execOutputLimit),
-    })
+    t = buildInjectApp(dataDir)
   })
   afterEach(() => t.app.close())
 
@@ -466,14 +458,7 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
   it('counts proxy traffic as activity: it keeps the sandbox from its idle timeout', async () => {
     const clock = new ManualClock()
     const engine = new FakeEngine()
-    const config = loadConfig({ ISORUN_EMULATOR_DATA_DIR: dataDir, ISORUN_EMULATOR_LOG_LEVEL: 'silent' })
-    const app = buildApp({
-      config,
-      engine,
-      clock,
-      identity: loadIdentity(dataDir),
-      capabilities: describeCapabilities(null, config.execOutputLimit),
-    })
+    const app = buildInjectApp(dataDir, { engine, clock })
     try {
       const created = await app.app.inject({
         method: 'POST',

@@ -1,0 +1,30 @@
+import { type App, buildApp } from '../../src/app.ts'
+import { describeCapabilities } from '../../src/capabilities.ts'
+import { loadConfig } from '../../src/config.ts'
+import type { Clock } from '../../src/sandboxes/clock.ts'
+import { loadIdentity } from '../../src/sandboxes/identity.ts'
+import { FakeEngine } from './fake-engine.ts'
+
+/**
+ * The app on the in-memory FakeEngine, for `app.inject` tests of the HTTP layer (no Docker, no socket).
+ * `env` adds ISORUN_EMULATOR_* settings.
+ */
+export function buildInjectApp(
+  dataDir: string,
+  options: { env?: Record<string, string>; engine?: FakeEngine; clock?: Clock } = {},
+): App & { engine: FakeEngine } {
+  const engine = options.engine ?? new FakeEngine()
+  const config = loadConfig({
+    ISORUN_EMULATOR_DATA_DIR: dataDir,
+    ISORUN_EMULATOR_LOG_LEVEL: 'silent',
+    ...options.env,
+  })
+  const built = buildApp({
+    config,
+    engine,
+    clock: options.clock,
+    identity: loadIdentity(dataDir),
+    capabilities: describeCapabilities(null, config.execOutputLimit),
+  })
+  return { ...built, engine }
+}
