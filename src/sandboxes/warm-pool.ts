@@ -48,6 +48,8 @@ export class WarmPool {
   private readonly slots = new Map<string, Slot>()
   private readonly opts: WarmPoolOptions
   private refilling = false
+  /** The refill under way, so that shutdown can wait for it (its container is then removed, not leaked). */
+  private current: Promise<void> | undefined
   private closed = false
 
   constructor(opts: WarmPoolOptions) {
@@ -88,6 +90,7 @@ export class WarmPool {
   /** Removes every pooled container (on shutdown). */
   async drain(): Promise<void> {
     this.closed = true
+    await this.current
     const all = [...this.slots.values()].flatMap((s) => s.ready.splice(0))
     await Promise.all(all.map((id) => this.opts.engine.remove(id).catch(() => {})))
   }
@@ -126,7 +129,7 @@ export class WarmPool {
         setTimeout(start, REFILL_GAP_MS).unref()
         return
       }
-      void this.refill()
+      this.current = this.refill()
     }
     setTimeout(start, REFILL_GAP_MS).unref()
   }
