@@ -3,11 +3,13 @@
  * requests, throughput with 16 keep-alive connections, and a WebSocket round trip. Both paths are
  * measured in the same run, alternating, from the same client code, so only the proxy differs.
  */
+import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { join } from 'node:path'
 import Docker from 'dockerode'
 import type { Isorun, Sandbox } from 'isorun'
+import { cpuNow } from './cpu.ts'
 import { median, percentile } from './stats.ts'
 
 const GUEST_PORT = 8080
@@ -23,7 +25,7 @@ const WS_BLOCK_SIZE = 50
 
 export interface ProxyBenchRow {
   name: string
-  unit: 'ms' | 'req/s'
+  unit: 'ms' | 'req/s' | 'µs'
   proxied: number
   direct: number
   /** proxied - direct: for ms rows, the latency the proxy adds */
@@ -34,7 +36,12 @@ export interface ProxyBenchRow {
   samples: number
 }
 
-export async function benchProxy(apiUrl: string, isorun: Isorun): Promise<ProxyBenchRow[]> {
+/** `emulatorPid`: the emulator's process, whose CPU time per proxied request is reported. */
+export async function benchProxy(
+  apiUrl: string,
+  isorun: Isorun,
+  emulatorPid?: number,
+): Promise<ProxyBenchRow[]> {
   const sandbox = await isorun.create({ image: 'node:22-slim' })
   try {
     await startGuest(sandbox)
@@ -55,16 +62,52 @@ export async function benchProxy(apiUrl: string, isorun: Isorun): Promise<ProxyB
         lat.proxied.length,
       ),
     )
-    const tput = await throughput(proxied, direct)
-    rows.push(
-      row(
-        `GET throughput, ${THROUGHPUT_CONNECTIONS} connections`,
-        'req/s',
-        tput.proxied,
-        tput.direct,
-        tput.requests,
-      ),
-    )
+    const relay = await startTcpRelay(ip, GUEST_PORT)
+    try {
+      const tput = await throughput(
+        { proxied, direct, relay: `http://127.0.0.1:${relay.port}/hello` },
+        { proxied: emulatorPid, relay: relay.child.pid },
+      )
+      rows.push(
+        row(
+          `GET throughput, ${THROUGHPUT_CONNECTIONS} connections`,
+          'req/s',
+          tput.proxied,
+          tput.direct,
+          tput.requests,
+        ),
+      )
+      // The floor any proxy process has on this machine: bytes relayed, no HTTP at all.
+      rows.push(
+        row(
+          `GET throughput, ${THROUGHPUT_CONNECTIONS} connections, bare TCP relay (reference)`,
+          'req/s',
+          tput.relay,
+          tput.direct,
+          tput.relayRequests,
+        ),
+      )
+      // Why: on a machine whose cores are all busy, requests per second = cores / CPU per request.
+      if (tput.cpu) {
+        const { machine, proxy } = tput.cpu
+        rows.push(row('CPU per request, whole machine', 'µs', machine.proxied, machine.direct, tput.requests))
+        rows.push(
+          row(
+            'CPU per request, whole machine, bare TCP relay',
+            'µs',
+            machine.relay,
+            machine.direct,
+            tput.relayRequests,
+          ),
+        )
+        rows.push(row('CPU per request, the emulator process', 'µs', proxy.proxied, 0, tput.requests))
+        rows.push(
+          row('CPU per request, the bare TCP relay process', 'µs', proxy.relay, 0, tput.relayRequests),
+        )
+      }
+    } finally {
+      relay.child.kill()
+    }
     const ws = await websocketRoundTrips(proxied.replace(/^http/, 'ws'), direct.replace(/^http/, 'ws'))
     rows.push(row('WebSocket round trip p50', 'ms', median(ws.proxied), median(ws.direct), ws.proxied.length))
     rows.push(
@@ -88,8 +131,11 @@ export function printProxyTable(rows: ProxyBenchRow[]): void {
   console.log('| measure | through url(port) | direct | added | ratio |')
   console.log('|---|---:|---:|---:|---:|')
   for (const r of rows) {
-    const added = r.unit === 'ms' ? `${r.added} ms` : ''
-    console.log(`| ${r.name} | ${r.proxied} ${r.unit} | ${r.direct} ${r.unit} | ${added} | ${r.ratio}x |`)
+    // Rows about one process have no direct counterpart (direct is 0 there).
+    const direct = r.direct > 0 ? `${r.direct} ${r.unit}` : '—'
+    const added = r.unit !== 'req/s' && r.direct > 0 ? `${r.added} ${r.unit}` : ''
+    const ratio = r.direct > 0 ? `${r.ratio}x` : ''
+    console.log(`| ${r.name} | ${r.proxied} ${r.unit} | ${direct} | ${added} | ${ratio} |`)
   }
 }
 
@@ -101,7 +147,7 @@ function row(name: string, unit: ProxyBenchRow['unit'], proxied: number, direct:
     proxied: round(proxied, digits),
     direct: round(direct, digits),
     added: round(proxied - direct, digits),
-    ratio: round(proxied / direct, 3),
+    ratio: direct > 0 ? round(proxied / direct, 3) : 0,
     samples,
   }
 }
@@ -172,36 +218,79 @@ async function latency(proxied: string, direct: string): Promise<{ proxied: numb
   return out
 }
 
+type ThroughputSide = 'proxied' | 'direct' | 'relay'
+
+/** Requests per second with THROUGHPUT_CONNECTIONS keep-alive connections, the sides taking turns. */
 async function throughput(
-  proxied: string,
-  direct: string,
-): Promise<{ proxied: number; direct: number; requests: number }> {
-  const total = { proxied: 0, direct: 0 }
-  let requests = 0
-  const urls = { proxied, direct }
+  urls: Record<ThroughputSide, string>,
+  proxyPids: Partial<Record<ThroughputSide, number>>,
+): Promise<
+  Record<ThroughputSide, number> & {
+    requests: number
+    relayRequests: number
+    /** Microseconds of CPU per request, when /proc can tell. */
+    cpu?: { machine: Record<ThroughputSide, number>; proxy: Record<ThroughputSide, number> }
+  }
+> {
+  const total = { proxied: 0, direct: 0, relay: 0 }
+  const done = { proxied: 0, direct: 0, relay: 0 }
+  const machineUs = { proxied: 0, direct: 0, relay: 0 }
+  const proxyUs = { proxied: 0, direct: 0, relay: 0 }
+  let cpuKnown = true
   for (let r = 0; r < THROUGHPUT_ROUNDS; r++) {
-    const order = r % 2 === 0 ? (['direct', 'proxied'] as const) : (['proxied', 'direct'] as const)
+    const order: ThroughputSide[] =
+      r % 2 === 0 ? ['direct', 'proxied', 'relay'] : ['relay', 'proxied', 'direct']
     for (const side of order) {
       const agent = new Agent({ keepAlive: true, maxSockets: THROUGHPUT_CONNECTIONS })
       // Open the connections before the clock starts.
       await Promise.all(Array.from({ length: THROUGHPUT_CONNECTIONS }, () => get(urls[side], agent)))
-      let done = 0
+      let count = 0
       const until = performance.now() + THROUGHPUT_MS
       const started = performance.now()
+      const cpuBefore = cpuNow(proxyPids[side])
       await Promise.all(
         Array.from({ length: THROUGHPUT_CONNECTIONS }, async () => {
           while (performance.now() < until) {
             await get(urls[side], agent)
-            done++
+            count++
           }
         }),
       )
-      total[side] += done / ((performance.now() - started) / 1000)
-      if (side === 'proxied') requests += done
+      const cpuAfter = cpuNow(proxyPids[side])
+      total[side] += count / ((performance.now() - started) / 1000)
+      done[side] += count
+      if (cpuBefore && cpuAfter) {
+        machineUs[side] += cpuAfter.machineUs - cpuBefore.machineUs
+        proxyUs[side] += cpuAfter.processUs - cpuBefore.processUs
+      } else cpuKnown = false
       agent.destroy()
     }
   }
-  return { proxied: total.proxied / THROUGHPUT_ROUNDS, direct: total.direct / THROUGHPUT_ROUNDS, requests }
+  const perRequest = (us: Record<ThroughputSide, number>) => ({
+    proxied: us.proxied / done.proxied,
+    direct: us.direct / done.direct,
+    relay: us.relay / done.relay,
+  })
+  return {
+    proxied: total.proxied / THROUGHPUT_ROUNDS,
+    direct: total.direct / THROUGHPUT_ROUNDS,
+    relay: total.relay / THROUGHPUT_ROUNDS,
+    requests: done.proxied,
+    relayRequests: done.relay,
+    cpu: cpuKnown ? { machine: perRequest(machineUs), proxy: perRequest(proxyUs) } : undefined,
+  }
+}
+
+/** bench/tcp-relay.ts in its own process, relaying to the guest; resolves once it listens. */
+async function startTcpRelay(address: string, port: number): Promise<{ port: number; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, 'tcp-relay.ts'), address, String(port)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const listening = await new Promise<number>((resolve, reject) => {
+    child.stdout?.once('data', (d: Buffer) => resolve(Number(d.toString().trim())))
+    child.once('exit', (code) => reject(new Error(`tcp relay exited with ${code}`)))
+  })
+  return { port: listening, child }
 }
 
 async function websocketRoundTrips(

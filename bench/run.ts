@@ -121,7 +121,7 @@ async function main() {
       await new Promise((r) => warmEmu.child.once('exit', r))
     }
     // url(port): through the emulator's proxy vs straight to the container's IP.
-    proxyRows = await benchProxy(apiUrl, isorun)
+    proxyRows = await benchProxy(apiUrl, isorun, child.pid)
   } finally {
     isorun.close()
     child.kill('SIGTERM')

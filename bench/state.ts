@@ -1,4 +1,4 @@
-import { cp, mkdir, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type Docker from 'dockerode'
 import type { Isorun } from 'isorun'
@@ -57,25 +57,25 @@ export async function benchState(
       await c.unpause()
     })
     add('snapshot', 'raw', tRawSnap)
-    const src = join(rootDir, 'containers', c.id, 'checkpoints', name)
-    const restoreOne = async () => {
-      const n = await raw.createCheckpointable(`isorun-bench-snap:${name}`, false)
-      const dest = join(rootDir, 'containers', n.id, 'checkpoints', name)
+    // A new container from the committed image, started from a copy of the checkpoint `checkpoint`.
+    const restoreOne = async (checkpoint: string) => {
+      const n = await raw.createCheckpointable(`isorun-bench-snap:${checkpoint}`, false)
+      const dest = join(rootDir, 'containers', n.id, 'checkpoints', checkpoint)
       await mkdir(join(dest, '..'), { recursive: true })
-      await cp(src, dest, { recursive: true })
+      await cp(join(rootDir, 'containers', c.id, 'checkpoints', checkpoint), dest, { recursive: true })
       await writeFile(join(dest, 'nonce'), n.id)
-      await raw.startFromCheckpoint(n, name)
+      await raw.startFromCheckpoint(n, checkpoint)
       return n
     }
-    const [tRawRestore, r1] = await timed(restoreOne)
+    const [tRawRestore, r1] = await timed(() => restoreOne(name))
     add('restore', 'raw', tRawRestore)
     add('snapshot + restore', 'raw', tRawSnap + tRawRestore)
     const [tRawFork, rawKids] = await timed(async () => {
       await c.pause()
       await (c as unknown as Checkpointable).createCheckpoint({ CheckpointID: `${name}f`, Exit: false })
-      await c.commit({ repo: 'isorun-bench-snap', tag: name, pause: false })
+      await c.commit({ repo: 'isorun-bench-snap', tag: `${name}f`, pause: false })
       await c.unpause()
-      return Promise.all(Array.from({ length: 5 }, restoreOne))
+      return Promise.all(Array.from({ length: 5 }, () => restoreOne(`${name}f`)))
     })
     add('fork(5)', 'raw', tRawFork)
     const [tRawHib] = await timed(async () => {
@@ -87,11 +87,12 @@ export async function benchState(
     })
     add('hibernate + resume', 'raw', tRawHib)
     await Promise.all([c, r1, ...rawKids].map((x) => raw.destroy(x)))
-    await rm(src, { recursive: true, force: true })
-    await raw.docker
-      .getImage(`isorun-bench-snap:${name}`)
-      .remove()
-      .catch(() => {})
+    for (const tag of [name, `${name}f`]) {
+      await raw.docker
+        .getImage(`isorun-bench-snap:${tag}`)
+        .remove()
+        .catch(() => {})
+    }
   }
   return samples
 }

@@ -14,6 +14,7 @@ import { requireApiKey } from './http/auth.ts'
 import { registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
+import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
 import { controlRoutes } from './http/routes/control.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
 import { execRoutes } from './http/routes/exec.ts'
@@ -149,7 +150,11 @@ export function buildApp(deps: AppDeps): App {
     },
     { prefix: '/v1' },
   )
-  const capabilities = () => ({ ...deps.capabilities, egress: describeEgress(egress.status()) })
+  const capabilities = () => ({
+    ...deps.capabilities,
+    egress: describeEgress(egress.status()),
+    cdp_root_discovery: config.cdpDiscovery,
+  })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
   app.register(
     async (control) =>
@@ -161,6 +166,8 @@ export function buildApp(deps: AppDeps): App {
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
   proxy.followLifecycle(service.events)
   app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
+  // The same proxy for DevTools clients that drop url(port)'s prefix (see cdp-discovery.ts).
+  app.register(async (cdp) => cdpDiscoveryRoutes(cdp, service, proxy, config.cdpDiscovery))
   proxyUpgrades(app.server, service, proxy, app.log, faults)
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())

@@ -26,6 +26,8 @@ export interface Capabilities {
   }
   /** Egress policies (network, network_profile), as of the moment asked (see describeEgress). */
   egress?: EgressCapability
+  /** DevTools discovery at the emulator's root (/json/version), for clients that drop url(port)'s prefix. */
+  cdp_root_discovery?: { enabled: boolean; port: number; why: string }
 }
 
 export interface EgressCapability {

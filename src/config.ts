@@ -82,6 +82,13 @@ const ConfigSchema = z.object({
   ISORUN_EMULATOR_INIT: z.string().min(1).optional(),
   // Key of the audit log's HMAC chain; when unset one is generated and kept in <data dir>/audit.key.
   ISORUN_EMULATOR_AUDIT_KEY: z.string().min(16).optional(),
+  // Chrome DevTools discovery at the emulator's root (/json/version, /json/list): for clients that drop
+  // url(port)'s prefix (puppeteer-core before 25.13). It answers for the one running sandbox with a
+  // server on ISORUN_EMULATOR_CDP_PORT, naming no key, so `auto` turns it on only when the emulator
+  // listens on loopback; `on` and `off` say so outright.
+  ISORUN_EMULATOR_CDP_DISCOVERY: z.enum(['auto', 'on', 'off']).default('auto'),
+  // The guest port root DevTools discovery looks for (Chrome's usual --remote-debugging-port).
+  ISORUN_EMULATOR_CDP_PORT: z.coerce.number().int().min(1).max(65535).default(9222),
   // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
   ISORUN_EMULATOR_CRIU: z.enum(['auto', 'off']).default('auto'),
   // Strict: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading
@@ -119,6 +126,8 @@ export interface Config {
   adminToken: string | undefined
   seedFile: string | undefined
   initDir: string | undefined
+  /** Root DevTools discovery, `auto` already decided from `host`. */
+  cdpDiscovery: { enabled: boolean; port: number; why: string }
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -162,5 +171,27 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     adminToken: c.ISORUN_EMULATOR_ADMIN_TOKEN,
     seedFile: c.ISORUN_EMULATOR_SEED,
     initDir: c.ISORUN_EMULATOR_INIT,
+    cdpDiscovery: cdpDiscovery(
+      c.ISORUN_EMULATOR_CDP_DISCOVERY,
+      c.ISORUN_EMULATOR_HOST,
+      c.ISORUN_EMULATOR_CDP_PORT,
+    ),
   }
+}
+
+function cdpDiscovery(mode: 'auto' | 'on' | 'off', host: string, port: number): Config['cdpDiscovery'] {
+  if (mode !== 'auto') return { enabled: mode === 'on', port, why: `ISORUN_EMULATOR_CDP_DISCOVERY=${mode}` }
+  const loopback = isLoopbackHost(host)
+  return {
+    enabled: loopback,
+    port,
+    why: loopback
+      ? `ISORUN_EMULATOR_CDP_DISCOVERY=auto and the emulator listens on loopback (${host})`
+      : `ISORUN_EMULATOR_CDP_DISCOVERY=auto and the emulator listens on ${host}, beyond loopback`,
+  }
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
 }

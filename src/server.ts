@@ -64,6 +64,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const memory = capabilities.memory_state
   if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
   else app.log.warn(`memory snapshots: off: ${memory.reason}`)
+  const cdp = config.cdpDiscovery
+  app.log.info(
+    `DevTools discovery at /json/version (port ${cdp.port}): ${cdp.enabled ? 'on' : 'off'} (${cdp.why})`,
+  )
 
   const { pool } = built
   const recovered = await service.recover()

@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, request, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Sandbox } from 'isorun'
+import puppeteer from 'puppeteer-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { App } from '../src/app.ts'
 import { rewriteCdpDiscovery, rewriteLocation } from '../src/proxy/rewrite.ts'
@@ -11,29 +12,9 @@ import type { Clock } from '../src/sandboxes/clock.ts'
 import type { SandboxEvent } from '../src/sandboxes/events.ts'
 import { hashApiKey } from '../src/sandboxes/ids.ts'
 import { FakeEngine } from './support/fake-engine.ts'
+import { startGuest } from './support/guest.ts'
 import { buildInjectApp } from './support/inject-app.ts'
 import { apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker, waitFor } from './support/sdk.ts'
-
-const guestDir = join(import.meta.dirname, 'fixtures', 'guest')
-const guestFile = (name: string) => readFileSync(join(guestDir, name), 'utf8')
-
-/** Uploads the guest scripts and starts `script` on `port`, then waits until the port answers. */
-async function startGuest(s: Sandbox, script: string, port: number, probe = '/'): Promise<void> {
-  for (const name of ['ws.mjs', 'app.mjs', 'cdp.mjs']) await s.writeFile(`/srv/${name}`, guestFile(name))
-  await s.exec(`node /srv/${script} ${port} > /tmp/${script}.log 2>&1 &`)
-  const up = await waitFor(
-    () =>
-      fetch(s.url(port, probe))
-        .then((r) => (r.status === 502 ? undefined : true))
-        .catch(() => undefined),
-    15_000,
-    50,
-  )
-  if (!up)
-    throw new Error(
-      `guest ${script} never answered on ${port}: ${(await s.exec(`cat /tmp/${script}.log`)).stdout}`,
-    )
-}
 
 /** Resolves with the next message (or rejects on error/close). */
 function nextMessage(ws: WebSocket): Promise<string> {
@@ -223,13 +204,28 @@ describeWithDocker('url(port) through the real SDK', () => {
       )
     }
 
-    // The rewritten URL works: the fake browser (which, like Chrome, insists on a localhost Host) echoes.
+    // The rewritten URL works: the fake browser (which, like Chrome, insists on a localhost Host) echoes
+    // plain text with the path it arrived on, and answers CDP commands.
     const ws = await openWebSocket(version.webSocketDebuggerUrl ?? '')
+    ws.send('hello')
+    expect(await nextMessage(ws)).toBe('cdp /devtools/browser/b1c2d3e4-0000-4000-8000-000000000001: hello')
     ws.send('{"id":1,"method":"Browser.getVersion"}')
-    expect(await nextMessage(ws)).toBe(
-      'cdp /devtools/browser/b1c2d3e4-0000-4000-8000-000000000001: {"id":1,"method":"Browser.getVersion"}',
-    )
+    expect(JSON.parse(await nextMessage(ws))).toMatchObject({ id: 1, result: { product: 'FakeChrome/1.0' } })
     ws.close()
+  })
+
+  it('lets puppeteer.connect({ browserURL: sandbox.url(9222) }) drive the browser in the sandbox', async () => {
+    // puppeteer-core >= 25.13 fetches <browserURL>/json/version, so the prefix is kept and the rewritten
+    // webSocketDebuggerUrl leads back through the proxy.
+    const browser = await puppeteer.connect({ browserURL: s.url(9222), protocolTimeout: 10_000 })
+    try {
+      expect(await browser.version()).toBe('FakeChrome/1.0')
+      expect(browser.wsEndpoint()).toBe(
+        `ws://${publicHost}/v1/runs/${s.id}/proxy/9222/devtools/browser/b1c2d3e4-0000-4000-8000-000000000001`,
+      )
+    } finally {
+      await browser.disconnect()
+    }
   })
 
   it('answers a closed port with a fast 502 naming the port', async () => {

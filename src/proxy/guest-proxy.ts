@@ -3,11 +3,15 @@ import type { Duplex } from 'node:stream'
 import type { SandboxEventName, SandboxEvents } from '../sandboxes/events.ts'
 import { forwardHttp } from './http-proxy.ts'
 import { GuestPool } from './pool.ts'
+import { isListening } from './probe.ts'
 import type { GuestTarget } from './target.ts'
 import { tunnelUpgrade } from './websocket.ts'
 
 /** After these, the connections into a sandbox lead nowhere (or must not exist). */
 const CLOSE_AFTER: ReadonlySet<SandboxEventName> = new Set(['sandbox.destroyed', 'sandbox.hibernated'])
+
+/** A guest that is up answers a probe in well under a millisecond; this only bounds a wedged one. */
+const PROBE_TIMEOUT_MS = 1000
 
 /**
  * url(port): HTTP and WebSocket traffic from clients to the ports of sandboxes. The HTTP layer resolves
@@ -30,6 +34,11 @@ export class GuestProxy {
     takeOver: () => void,
   ): Promise<void> {
     return forwardHttp(this.pool, { target, req, res, takeOver })
+  }
+
+  /** Whether a server accepts connections on a guest's port (one TCP handshake, closed at once). */
+  isListening(address: string, port: number): Promise<boolean> {
+    return isListening(address, port, PROBE_TIMEOUT_MS)
   }
 
   upgrade(target: GuestTarget, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {

@@ -56,11 +56,16 @@ function underPrefix(path: string, prefix: string): boolean {
   return path === prefix || path.startsWith(`${prefix}/`) || path.startsWith(`${prefix}?`)
 }
 
-/** Chrome's DevTools discovery endpoints; puppeteer and chrome-remote-interface read them. */
+/**
+ * Chrome's DevTools discovery endpoints, which puppeteer and chrome-remote-interface read, and
+ * /json/new (PUT in current Chrome), which answers with the new tab's target.
+ */
 const CDP_DISCOVERY = /^\/json(\/version|\/list)?\/?(\?|$)/
+const CDP_NEW_TAB = /^\/json\/new\/?(\?|$)/
 
 export function isCdpDiscovery(method: string | undefined, guestPath: string): boolean {
-  return method === 'GET' && CDP_DISCOVERY.test(guestPath)
+  if (method === 'GET' && CDP_DISCOVERY.test(guestPath)) return true
+  return (method === 'PUT' || method === 'GET') && CDP_NEW_TAB.test(guestPath)
 }
 
 /**

@@ -593,6 +593,22 @@ export class SandboxService {
     return { sandbox: s, address: await this.addresses.get(s.containerId) }
   }
 
+  /**
+   * Every running sandbox with its address, whoever owns it, for requests that name no sandbox: root
+   * DevTools discovery looks among them for the one browser. A sandbox whose address cannot be read
+   * (being torn down) is left out.
+   */
+  async runningProxyTargets(): Promise<ProxyTarget[]> {
+    const running = [...this.sandboxes.values()].filter((s) => s.status === 'running')
+    const targets = await Promise.all(
+      running.map(async (sandbox) => {
+        const address = await this.addresses.get(sandbox.containerId).catch(() => undefined)
+        return address ? { sandbox, address } : undefined
+      }),
+    )
+    return targets.filter((t): t is ProxyTarget => t !== undefined)
+  }
+
   /** The guest answered on `port`: the first time per sandbox and port is a 'proxy.opened' event. */
   noteProxyOpened(s: Sandbox, port: number): void {
     let ports = this.proxiedPorts.get(s)

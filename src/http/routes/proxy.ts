@@ -5,7 +5,7 @@ import type { FaultInjector } from '../../control/faults.ts'
 import { EmulatorError, Errors, isEmulatorError } from '../../errors.ts'
 import type { GuestProxy } from '../../proxy/guest-proxy.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
-import type { SandboxService } from '../../sandboxes/service.ts'
+import type { ProxyTarget, SandboxService } from '../../sandboxes/service.ts'
 import { errorBody } from '../error-handler.ts'
 
 /**
@@ -14,6 +14,20 @@ import { errorBody } from '../error-handler.ts'
  * so these routes live outside the bearer-auth scope (a bearer header is accepted, and not forwarded).
  */
 export function proxyRoutes(app: FastifyInstance, service: SandboxService, proxy: GuestProxy): void {
+  passBodiesThrough(app)
+  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
+    const target = await resolveTarget(service, request.raw.url ?? '')
+    await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
+  }
+  app.all('/runs/:id/proxy/:port', handler)
+  app.all('/runs/:id/proxy/:port/*', handler)
+}
+
+/**
+ * Makes a route scope leave request bodies to the guest and accept every method a guest may speak.
+ * For the routes of that scope only (Fastify encapsulation).
+ */
+export function passBodiesThrough(app: FastifyInstance): void {
   // Bodies are the guest's business: never parsed, never buffered, whatever their content type.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
@@ -31,13 +45,6 @@ export function proxyRoutes(app: FastifyInstance, service: SandboxService, proxy
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method))
       app.addHttpMethod(method, { hasBody: true })
   }
-
-  const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const target = await resolveTarget(service, request.raw.url ?? '')
-    await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
-  }
-  app.all('/runs/:id/proxy/:port', handler)
-  app.all('/runs/:id/proxy/:port/*', handler)
 }
 
 /**
@@ -91,13 +98,26 @@ async function resolveTarget(service: SandboxService, url: string): Promise<Gues
       `must be an integer in [1, 65535], got ${JSON.stringify(portText)}`,
     )
   }
-  const { sandbox, address } = await service.proxyTarget(id)
+  return guestTarget(service, await service.proxyTarget(id), port, rest, prefix)
+}
+
+/**
+ * Where a request for `path` on a sandbox's `port` goes, and how its traffic counts as activity.
+ * `prefix` is the url(port) prefix as the client spelled it (the guest's self-references get it).
+ */
+export function guestTarget(
+  service: SandboxService,
+  { sandbox, address }: ProxyTarget,
+  port: number,
+  path: string,
+  prefix = `/v1/runs/${sandbox.id}/proxy/${port}`,
+): GuestTarget {
   return {
-    runId: id,
+    runId: sandbox.id,
     address,
     port,
     prefix,
-    path: rest.startsWith('/') ? rest : `/${rest}`,
+    path: path.startsWith('/') ? path : `/${path}`,
     onConnected: () => service.noteProxyOpened(sandbox, port),
     onTraffic: () => service.noteProxyActivity(sandbox),
   }
