@@ -21,7 +21,7 @@ import { execRoutes } from './http/routes/exec.ts'
 import { fileRoutes } from './http/routes/files.ts'
 import { networkProfileRoutes } from './http/routes/network-profiles.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
-import { proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
+import { fastLaneHooks, proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
 import { stateRoutes } from './http/routes/state.ts'
 import { uiRoutes } from './http/routes/ui.ts'
@@ -169,6 +169,7 @@ export function buildApp(deps: AppDeps): App {
   // The same proxy for DevTools clients that drop url(port)'s prefix (see cdp-discovery.ts).
   app.register(async (cdp) => cdpDiscoveryRoutes(cdp, service, proxy, config.cdpDiscovery))
   proxyUpgrades(app.server, service, proxy, app.log, faults)
+  if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(service, faults, journal))
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => {

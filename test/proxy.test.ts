@@ -12,7 +12,7 @@ import type { Clock } from '../src/sandboxes/clock.ts'
 import type { SandboxEvent } from '../src/sandboxes/events.ts'
 import { hashApiKey } from '../src/sandboxes/ids.ts'
 import { FakeEngine } from './support/fake-engine.ts'
-import { startGuest } from './support/guest.ts'
+import { type Echo, startGuest } from './support/guest.ts'
 import { buildInjectApp } from './support/inject-app.ts'
 import { apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker, waitFor } from './support/sdk.ts'
 
@@ -35,15 +35,6 @@ function openWebSocket(url: string): Promise<WebSocket> {
 
 const toWs = (url: string) => url.replace(/^http/, 'ws')
 
-/** What the test guest (fixtures/guest/app.mjs) says it received. */
-interface Echo {
-  method: string
-  url: string
-  headers: Record<string, string | undefined>
-  bodyLength: number
-  sha256: string
-  body: string | null
-}
 const echoOf = async (res: Response | Promise<Response>) => (await (await res).json()) as Echo
 
 type CdpTarget = Record<string, string>

@@ -59,6 +59,11 @@ export class FaultInjector {
     return [...this.faults]
   }
 
+  /** Whether any fault is set (so every request must be looked at). */
+  armed(): boolean {
+    return this.faults.length > 0
+  }
+
   remove(id: string): boolean {
     const i = this.faults.findIndex((f) => f.id === id)
     if (i < 0) return false

@@ -1,5 +1,15 @@
-import type { IncomingMessage } from 'node:http'
 import type { GuestTarget } from './target.ts'
+
+/**
+ * What the proxy reads of a client's request: Node's IncomingMessage has this shape, and so does what
+ * the fast lane (fast/lane.ts) parses itself.
+ */
+export interface RequestLike {
+  /** Header names and values as sent, flat: [name, value, name, value, ...]. */
+  rawHeaders: string[]
+  headers: { host?: string | undefined }
+  socket: { remoteAddress?: string | undefined; encrypted?: boolean; localPort?: number | undefined }
+}
 
 /**
  * Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the ones a proxy
@@ -39,11 +49,7 @@ export interface ForwardOptions {
  * and the emulator's bearer key dropped, `Host: localhost:<port>` (Chrome's DevTools refuses any other
  * Host), and X-Forwarded-* saying where the request really came from.
  */
-export function guestRequestHeaders(
-  req: IncomingMessage,
-  target: GuestTarget,
-  opts: ForwardOptions,
-): string[] {
+export function guestRequestHeaders(req: RequestLike, target: GuestTarget, opts: ForwardOptions): string[] {
   const raw = req.rawHeaders
   const dropped = connectionTokens(raw)
   const out: string[] = []
@@ -95,8 +101,8 @@ export function clientResponseHeaders(raw: string[], location: (value: string) =
   return out
 }
 
-export function forwardedProto(req: IncomingMessage): 'http' | 'https' {
-  return (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http'
+export function forwardedProto(req: RequestLike): 'http' | 'https' {
+  return req.socket.encrypted ? 'https' : 'http'
 }
 
 /** Headers named in `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */

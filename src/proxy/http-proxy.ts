@@ -1,6 +1,6 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import { isStaleSocket, requestGuest, unreachable } from './guest-request.ts'
-import { clientResponseHeaders, forwardedProto, guestRequestHeaders } from './headers.ts'
+import { clientResponseHeaders, forwardedProto, guestRequestHeaders, type RequestLike } from './headers.ts'
 import type { GuestPool } from './pool.ts'
 import { isCdpDiscovery, type PublicView, rewriteCdpDiscovery, rewriteLocation } from './rewrite.ts'
 import type { GuestTarget } from './target.ts'
@@ -124,7 +124,7 @@ function relayCdpDiscovery(
   guestRes.once('end', onEnd)
 }
 
-export function publicView(req: IncomingMessage, target: GuestTarget): PublicView {
+export function publicView(req: RequestLike, target: GuestTarget): PublicView {
   const host = req.headers.host ?? `localhost:${req.socket.localPort ?? 80}`
   return {
     origin: `${forwardedProto(req)}://${host}`,

@@ -3,6 +3,16 @@ import { join } from 'node:path'
 import type { Sandbox } from 'isorun'
 import { waitFor } from './sdk.ts'
 
+/** What the test guest (fixtures/guest/app.mjs) says it received. */
+export interface Echo {
+  method: string
+  url: string
+  headers: Record<string, string | undefined>
+  bodyLength: number
+  sha256: string
+  body: string | null
+}
+
 const guestDir = join(import.meta.dirname, '..', 'fixtures', 'guest')
 
 /** A test guest script (fixtures/guest), as text. */

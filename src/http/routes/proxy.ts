@@ -2,9 +2,14 @@ import { type IncomingMessage, METHODS, type Server, STATUS_CODES } from 'node:h
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { FaultInjector } from '../../control/faults.ts'
+import type { RequestJournal } from '../../control/journal.ts'
 import { EmulatorError, Errors, isEmulatorError } from '../../errors.ts'
+import type { FastLaneHooks } from '../../proxy/fast/lane.ts'
 import type { GuestProxy } from '../../proxy/guest-proxy.ts'
+import { unreachable } from '../../proxy/guest-request.ts'
+import { isCdpDiscovery } from '../../proxy/rewrite.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
+import { hashApiKey } from '../../sandboxes/ids.ts'
 import type { ProxyTarget, SandboxService } from '../../sandboxes/service.ts'
 import { errorBody } from '../error-handler.ts'
 
@@ -131,12 +136,53 @@ function answerOnSocket(socket: Duplex, err: unknown, log: FastifyBaseLogger): v
     e = new EmulatorError('internal', 500, 'internal error; see the emulator log')
   }
   if (!socket.writable) return void socket.destroy()
+  socket.end(closingResponse(e))
+}
+
+/** A whole HTTP response carrying the error's JSON body, for a connection that ends after it. */
+function closingResponse(e: EmulatorError): string {
   const body = JSON.stringify(errorBody(e))
-  socket.end(
+  return (
     `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\n` +
-      'Content-Type: application/json; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      'Connection: close\r\n\r\n' +
-      body,
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
   )
+}
+
+/**
+ * What the fast lane (proxy/fast/lane.ts) needs from the HTTP layer: the same target resolution as the
+ * routes (a request it cannot resolve is left to them, and they answer the error), the fault injector's
+ * say (armed faults must see every request, so the lane steps aside), and the request journal.
+ */
+export function fastLaneHooks(
+  service: SandboxService,
+  faults: FaultInjector,
+  journal: RequestJournal,
+): FastLaneHooks {
+  return {
+    route: async (method, url) => {
+      const target = await resolveTarget(service, url)
+      // DevTools discovery answers are rewritten whole: the routes do that.
+      return isCdpDiscovery(method, target.path) ? undefined : target
+    },
+    enabled: () => !faults.armed(),
+    completed: (e) =>
+      journal.record({
+        at: new Date().toISOString(),
+        method: e.method,
+        path: e.path,
+        key_hash: keyHashOf(e.authorization),
+        status: e.status,
+        duration_ms: Math.round(e.ms * 100) / 100,
+        body: undefined,
+      }),
+    guestUnreachable: (target, err) => closingResponse(unreachable(target, err)),
+  }
+}
+
+function keyHashOf(authorization: string | undefined): string | null {
+  const token = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1]
+  return token ? hashApiKey(token) : null
 }
