@@ -173,6 +173,24 @@ describeWithDocker("url(port)'s fast lane, byte by byte (raw HTTP/1.1 on one con
     again.close()
   })
 
+  it('sends a bodiless request again when its kept-alive guest connection turns out closed', async () => {
+    const c = await RawHttpClient.open(port)
+    try {
+      c.send(get('/drop-next'))
+      expect((await c.response()).body.toString()).toBe('armed')
+      // The guest drops the connection this arrives on; the lane retries on a new one.
+      c.send(get('/hello'))
+      expect((await c.response()).body.toString()).toBe('ok')
+      // A request with a body is not sent twice: the client gets the 502.
+      c.send(get('/drop-next'))
+      expect((await c.response()).body.toString()).toBe('armed')
+      c.send(`POST ${prefix}/once HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc`)
+      expect((await c.response()).status).toBe(502)
+    } finally {
+      c.close()
+    }
+  })
+
   it('hands a connection to the routes when a request is not one it carries, bytes intact', async () => {
     const c = await RawHttpClient.open(port)
     const before = stats()
