@@ -177,6 +177,9 @@ export function parseResponseHead(buf: Buffer): Parsed<ResponseHead> {
   }
   if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength))
     return { kind: 'unsupported', why: 'bad Content-Length in the response' }
+  // RFC 9112 §6.3: both "ought to be handled as an error" (response splitting); Node's client agrees.
+  if (contentLength !== undefined && transferEncoding !== undefined)
+    return { kind: 'unsupported', why: 'both Content-Length and Transfer-Encoding in the response' }
   return {
     kind: 'head',
     head: {

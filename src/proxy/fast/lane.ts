@@ -109,8 +109,10 @@ interface Guest {
   socket: Socket
   runId: string
   port: number
-  /** Closes the connection after GUEST_IDLE_MS without an exchange; refreshed after each. */
+  /** Closes the connection after `keepMs` without an exchange; refreshed after each. */
   idle: NodeJS.Timeout
+  /** GUEST_IDLE_MS, or less when the guest says it closes idle connections sooner (`Keep-Alive: timeout=N`). */
+  keepMs: number
   /** Must not carry another exchange (the guest said close, or broke framing). */
   spent: boolean
 }
@@ -322,7 +324,8 @@ class LaneConnection {
       }
       const framing = responseBody(ex.head.method, head)
       if (head.transferEncoding !== undefined) headers.push('Transfer-Encoding', head.transferEncoding)
-      if (this.guest && head.close) this.guest.spent = true
+      if (this.guest) this.guest.keepMs = keepAliveMs(head.rawHeaders, this.guest.keepMs)
+      if (this.guest && (head.close || this.guest.keepMs <= 0)) this.guest.spent = true
       if (framing.kind === 'until-close') {
         ex.untilClose = true
         ex.closeAfter = true
@@ -376,7 +379,14 @@ class LaneConnection {
     const guest = this.guest
     if (guest) {
       if (guest.spent || guest.socket.destroyed) this.dropGuest()
-      else guest.idle.refresh()
+      else if (guest.keepMs === GUEST_IDLE_MS) guest.idle.refresh()
+      else {
+        clearTimeout(guest.idle)
+        guest.idle = setTimeout(
+          () => guest === this.guest && !this.exchange && this.dropGuest(),
+          guest.keepMs,
+        ).unref()
+      }
     }
     if (ex.closeAfter || this.clientEnded) {
       this.state = 'gone'
@@ -410,7 +420,14 @@ class LaneConnection {
     const idle = setTimeout(() => {
       if (guest === this.guest && !this.exchange) this.dropGuest()
     }, GUEST_IDLE_MS).unref()
-    const guest: Guest = { socket, runId: target.runId, port: target.port, idle, spent: false }
+    const guest: Guest = {
+      socket,
+      runId: target.runId,
+      port: target.port,
+      idle,
+      keepMs: GUEST_IDLE_MS,
+      spent: false,
+    }
     const timer = setTimeout(
       () =>
         socket.destroy(
@@ -514,6 +531,19 @@ class LaneConnection {
       socket: { remoteAddress: this.client.remoteAddress, localPort: this.client.localPort },
     }
   }
+}
+
+/**
+ * How long the guest keeps an idle connection, less a second of margin (as Node's HTTP agent does): a
+ * request must not arrive just as the guest closes. `current` when the answer does not say.
+ */
+export function keepAliveMs(raw: string[], current: number): number {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== 'keep-alive') continue
+    const seconds = /(?:^|,)\s*timeout=(\d+)/i.exec(raw[i + 1] as string)?.[1]
+    if (seconds !== undefined) return Math.min(GUEST_IDLE_MS, Number(seconds) * 1000 - 1000)
+  }
+  return current
 }
 
 function statusLine(status: number, reason: string): string {
