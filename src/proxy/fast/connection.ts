@@ -1,0 +1,479 @@
+import { connect, type Socket } from 'node:net'
+import { clientResponseHeaders, guestRequestHeaders, type RequestLike } from '../headers.ts'
+import { publicView } from '../http-proxy.ts'
+import { rewriteLocation } from '../rewrite.ts'
+import type { GuestTarget } from '../target.ts'
+import {
+  type BodyTracker,
+  bodyTracker,
+  parseRequestHead,
+  parseResponseHead,
+  type RequestHead,
+  responseBody,
+} from './http1.ts'
+import type { FastLane } from './lane.ts'
+
+/** As Fastify's keepAliveTimeout: an idle client connection is closed after this. */
+const CLIENT_IDLE_MS = 72_000
+/** As the slow path's keep-alive agent (pool.ts): closed before a typical guest server closes it. */
+const GUEST_IDLE_MS = 4000
+/** As guest-request.ts: a guest that is up accepts or refuses at once. */
+const CONNECT_TIMEOUT_MS = 10_000
+const EMPTY = Buffer.alloc(0)
+/** The start of a url(port) request line; anything else is for the HTTP framework. */
+const PROXY_REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \/v1\/runs\/[^/?# ]+\/proxy\/[^ ]* HTTP\/1\.1\r\n/
+
+interface Guest {
+  socket: Socket
+  runId: string
+  port: number
+  /** Closes the connection after `keepMs` without an exchange; refreshed after each. */
+  idle: NodeJS.Timeout
+  /** GUEST_IDLE_MS, or less when the guest says it closes idle connections sooner (`Keep-Alive: timeout=N`). */
+  keepMs: number
+  /** Must not carry another exchange (the guest said close, or broke framing). */
+  spent: boolean
+}
+
+interface Exchange {
+  head: RequestHead
+  target: GuestTarget
+  /** The head as the guest gets it, kept to resend once on a fresh connection. */
+  guestHead: string
+  request: BodyTracker
+  /** The response head, while it arrives. */
+  responseHead: Buffer
+  response: BodyTracker | undefined
+  status: number
+  answered: boolean
+  /** The answer's end is the connection's end. */
+  closeAfter: boolean
+  /** The answer has neither a length nor chunks: it ends when the guest closes. */
+  untilClose: boolean
+  /** Sent on a reused connection: if that turns out closed before any answer, one retry. */
+  retry: boolean
+  started: number
+}
+
+/**
+ * One client connection the fast lane carries: requests one at a time (pipelined ones wait their turn),
+ * each relayed to a connection into the guest that is kept while it leads to the same sandbox port.
+ */
+export class LaneConnection {
+  private state: 'head' | 'routing' | 'exchange' | 'gone' = 'head'
+  private pending: Buffer = EMPTY
+  private guest: Guest | undefined
+  private exchange: Exchange | undefined
+  private clientEnded = false
+  private readonly client: Socket
+  private readonly lane: FastLane
+  private readonly onData = (chunk: Buffer) => this.onClientData(chunk)
+  private readonly onEnd = () => this.onClientEnd()
+  private readonly onGone = () => this.destroy()
+  // Idle between requests: closed. In the middle of one (a quiet stream): left alone.
+  private readonly onTimeout = () => this.state === 'head' && this.destroy()
+
+  constructor(client: Socket, lane: FastLane) {
+    this.client = client
+    this.lane = lane
+  }
+
+  start(): void {
+    this.client.on('data', this.onData)
+    this.client.on('end', this.onEnd)
+    for (const event of ['close', 'error']) this.client.on(event, this.onGone)
+    this.client.on('timeout', this.onTimeout)
+    this.client.setTimeout(CLIENT_IDLE_MS)
+    // Heads and bodies are written as they come; Nagle would hold the small ones back.
+    this.client.setNoDelay(true)
+  }
+
+  destroy(): void {
+    if (this.state === 'gone') return
+    this.state = 'gone'
+    this.lane.forget(this)
+    this.client.destroy()
+    this.dropGuest()
+  }
+
+  // --- the client's side -----------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    if (this.state === 'exchange' && this.exchange && !this.exchange.request.done) {
+      this.exchange.target.onTraffic()
+      this.forwardRequestBody(chunk)
+      return
+    }
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    if (this.state === 'head') this.readHead()
+    // While routing or answering, the next request waits (read no further until this one is done).
+    else this.client.pause()
+  }
+
+  private onClientEnd(): void {
+    this.clientEnded = true
+    if (this.state === 'head' && this.pending.length === 0) this.destroy()
+  }
+
+  private readHead(): void {
+    const firstLineEnd = this.pending.indexOf('\r\n')
+    if (firstLineEnd >= 0 && !PROXY_REQUEST_LINE.test(this.pending.toString('latin1', 0, firstLineEnd + 2)))
+      return void this.handOff()
+    const parsed = parseRequestHead(this.pending)
+    if (parsed.kind === 'incomplete') return
+    if (parsed.kind === 'unsupported' || !this.lane.hooks.enabled()) return void this.handOff()
+    const head = parsed.head
+    this.state = 'routing'
+    this.client.pause()
+    this.lane.hooks.route(head.method, head.target).then(
+      (target) => {
+        if (this.state !== 'routing') return
+        if (!target) return void this.handOff()
+        this.withGuest(
+          target,
+          (reused) => this.begin(head, target, reused),
+          // Not connected, nothing consumed: the slow path tries again and answers (502 and why).
+          () => this.handOff(),
+        )
+      },
+      () => this.state === 'routing' && this.handOff(),
+    )
+  }
+
+  private handOff(): void {
+    if (this.state === 'gone') return
+    this.state = 'gone'
+    this.client.off('data', this.onData)
+    this.client.off('end', this.onEnd)
+    for (const event of ['close', 'error']) this.client.off(event, this.onGone)
+    this.client.off('timeout', this.onTimeout)
+    this.client.setTimeout(0)
+    this.dropGuest()
+    const pending = this.pending
+    this.pending = EMPTY
+    this.lane.handOff(this, this.client, pending)
+  }
+
+  // --- one exchange ----------------------------------------------------------------------------
+
+  private begin(head: RequestHead, target: GuestTarget, reused: boolean): void {
+    const view = this.requestView(head)
+    const headers = guestRequestHeaders(view, target, { upgrade: false, identity: false })
+    // The body goes on as it came, so its framing header goes with it.
+    if (head.body.kind === 'chunked') headers.push('Transfer-Encoding', 'chunked')
+    let guestHead = `${head.method} ${target.path} HTTP/1.1\r\n`
+    for (let i = 0; i + 1 < headers.length; i += 2) guestHead += `${headers[i]}: ${headers[i + 1]}\r\n`
+    guestHead += '\r\n'
+    this.exchange = {
+      head,
+      target,
+      guestHead,
+      request: bodyTracker(head.body),
+      responseHead: EMPTY,
+      response: undefined,
+      status: 0,
+      answered: false,
+      closeAfter: head.close,
+      untilClose: false,
+      retry: reused && head.body.kind === 'none',
+      started: performance.now(),
+    }
+    this.state = 'exchange'
+    this.lane.stats.carried++
+    target.onTraffic()
+    this.guest?.socket.write(guestHead)
+    const rest = this.pending.subarray(head.size)
+    this.pending = EMPTY
+    if (rest.length > 0) this.forwardRequestBody(rest)
+    if (!this.exchange?.request.done) this.client.resume()
+  }
+
+  private forwardRequestBody(chunk: Buffer): void {
+    const ex = this.exchange
+    if (!ex) return
+    const n = ex.request.take(chunk)
+    if (ex.request.error) return void this.destroy()
+    if (n > 0 && this.guest && !this.guest.socket.destroyed) {
+      if (!this.guest.socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+        this.client.pause()
+        this.guest.socket.once('drain', () => {
+          if (this.exchange === ex && !ex.request.done) this.client.resume()
+        })
+      }
+    }
+    if (n < chunk.length) this.pending = Buffer.concat([this.pending, chunk.subarray(n)])
+    if (ex.request.done) {
+      this.client.pause()
+      if (ex.response?.done) this.finish()
+    }
+  }
+
+  private onGuestData(guest: Guest, chunk: Buffer): void {
+    const ex = this.exchange
+    if (guest !== this.guest || !ex) {
+      // Bytes nobody asked for: this connection cannot be trusted with another exchange.
+      guest.socket.destroy()
+      return
+    }
+    ex.target.onTraffic()
+    if (!ex.response) {
+      ex.responseHead = ex.responseHead.length === 0 ? chunk : Buffer.concat([ex.responseHead, chunk])
+      this.readResponseHead(ex)
+      return
+    }
+    this.relayResponseBody(ex, chunk)
+  }
+
+  private readResponseHead(ex: Exchange): void {
+    for (;;) {
+      const parsed = parseResponseHead(ex.responseHead)
+      if (parsed.kind === 'incomplete') return
+      if (parsed.kind === 'unsupported')
+        return void this.guestFailed(ex, new Error(`the guest's answer: ${parsed.why}`))
+      const head = parsed.head
+      const rest = ex.responseHead.subarray(head.size)
+      ex.responseHead = EMPTY
+      const view = publicView(this.requestView(ex.head), ex.target)
+      const headers = clientResponseHeaders(head.rawHeaders, (l) => rewriteLocation(l, view))
+      if (head.status === 101)
+        return void this.guestFailed(ex, new Error('the guest switched protocols unasked'))
+      if (head.status < 200) {
+        // 103 Early Hints and the like: passed on, then the real answer.
+        this.client.write(statusLine(head.status, head.reason) + headerBlock(headers))
+        ex.responseHead = rest
+        if (rest.length === 0) return
+        continue
+      }
+      const framing = responseBody(ex.head.method, head)
+      if (head.transferEncoding !== undefined) headers.push('Transfer-Encoding', head.transferEncoding)
+      if (this.guest) this.guest.keepMs = keepAliveMs(head.rawHeaders, this.guest.keepMs)
+      if (this.guest && (head.close || this.guest.keepMs <= 0)) this.guest.spent = true
+      if (framing.kind === 'until-close') {
+        ex.untilClose = true
+        ex.closeAfter = true
+      }
+      if (ex.closeAfter || this.clientEnded) headers.push('Connection', 'close')
+      ex.response = bodyTracker(framing)
+      ex.status = head.status
+      ex.answered = true
+      ex.target.onConnected()
+      // The head and what came with it of the body in one write: one packet for a small answer.
+      this.relayResponseBody(ex, rest, statusLine(head.status, head.reason) + headerBlock(headers))
+      return
+    }
+  }
+
+  /** Passes on the bytes of `chunk` that belong to the answer's body, after `head` when given. */
+  private relayResponseBody(ex: Exchange, chunk: Buffer, head?: string): void {
+    const response = ex.response
+    const guest = this.guest
+    if (!response || !guest) return
+    const n = response.take(chunk)
+    if (response.error) return void this.destroy()
+    if (n < chunk.length) guest.spent = true
+    const body = n === chunk.length ? chunk : chunk.subarray(0, n)
+    const out =
+      head === undefined ? body : n === 0 ? head : Buffer.concat([Buffer.from(head, 'latin1'), body])
+    if (out.length > 0 && !this.client.write(out)) {
+      guest.socket.pause()
+      this.client.once('drain', () => guest.socket.resume())
+    }
+    if (response.done) this.responseDone(ex)
+  }
+
+  private responseDone(ex: Exchange): void {
+    this.lane.hooks.completed({
+      method: ex.head.method,
+      path: ex.head.target.split('?')[0] ?? ex.head.target,
+      authorization: ex.head.authorization,
+      status: ex.status,
+      ms: performance.now() - ex.started,
+    })
+    if (ex.request.done) this.finish()
+    // else: the guest answered before the body ended; the rest of the body still goes to it.
+  }
+
+  /** Request sent and answer relayed: the connection waits for the next request, or ends. */
+  private finish(): void {
+    const ex = this.exchange
+    if (!ex) return
+    this.exchange = undefined
+    const guest = this.guest
+    if (guest) {
+      if (guest.spent || guest.socket.destroyed) this.dropGuest()
+      else if (guest.keepMs === GUEST_IDLE_MS) guest.idle.refresh()
+      else {
+        clearTimeout(guest.idle)
+        guest.idle = setTimeout(
+          () => guest === this.guest && !this.exchange && this.dropGuest(),
+          guest.keepMs,
+        ).unref()
+      }
+    }
+    if (ex.closeAfter || this.clientEnded) {
+      this.state = 'gone'
+      this.lane.forget(this)
+      this.client.end()
+      this.dropGuest()
+      return
+    }
+    this.state = 'head'
+    this.client.resume()
+    if (this.pending.length > 0) this.readHead()
+  }
+
+  // --- the guest's side ------------------------------------------------------------------------
+
+  /**
+   * Calls `ready` with a connection to the target's port: the idle one if it leads there, else a new
+   * one; `failed` when none can be made.
+   */
+  private withGuest(
+    target: GuestTarget,
+    ready: (reused: boolean) => void,
+    failed: (err: Error) => void,
+  ): void {
+    const current = this.guest
+    if (current && current.runId === target.runId && current.port === target.port && !current.spent) {
+      return void ready(true)
+    }
+    this.dropGuest()
+    const socket = connect({ host: target.address, port: target.port, noDelay: true })
+    const idle = setTimeout(() => {
+      if (guest === this.guest && !this.exchange) this.dropGuest()
+    }, GUEST_IDLE_MS).unref()
+    const guest: Guest = {
+      socket,
+      runId: target.runId,
+      port: target.port,
+      idle,
+      keepMs: GUEST_IDLE_MS,
+      spent: false,
+    }
+    const timer = setTimeout(
+      () =>
+        socket.destroy(
+          Object.assign(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`), {
+            code: 'ETIMEDOUT',
+          }),
+        ),
+      CONNECT_TIMEOUT_MS,
+    )
+    const onError = (err: Error) => {
+      clearTimeout(timer)
+      if (this.state === 'routing') failed(err)
+    }
+    socket.once('error', onError)
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      socket.off('error', onError)
+      if (this.state !== 'routing') return void socket.destroy()
+      this.guest = guest
+      this.lane.pool.trackTunnel(target.runId, socket)
+      socket.on('data', (chunk: Buffer) => this.onGuestData(guest, chunk))
+      socket.on('error', () => socket.destroy())
+      socket.on('close', () => this.onGuestClose(guest))
+      ready(false)
+    })
+  }
+
+  private onGuestClose(guest: Guest): void {
+    clearTimeout(guest.idle)
+    if (guest !== this.guest) return
+    this.guest = undefined
+    const ex = this.exchange
+    if (!ex || this.state !== 'exchange') return
+    if (ex.response && !ex.response.done && ex.untilClose) {
+      // The answer's end was the guest closing.
+      this.responseDone(ex)
+      if (!ex.request.done) this.destroy()
+      return
+    }
+    if (ex.response?.done) {
+      // Answered; the request body had not ended: nothing more can be sent.
+      if (!ex.request.done) this.destroy()
+      return
+    }
+    this.guestFailed(
+      ex,
+      Object.assign(new Error('the guest closed the connection before answering'), { code: 'ECONNRESET' }),
+    )
+  }
+
+  private guestFailed(ex: Exchange, err: Error): void {
+    if (ex.answered) return void this.destroy()
+    if (ex.retry) {
+      // A kept-alive connection the guest had just closed: the request had no body, so it can go again.
+      ex.retry = false
+      ex.responseHead = EMPTY
+      this.dropGuest()
+      this.state = 'routing'
+      this.withGuest(
+        ex.target,
+        () => {
+          this.state = 'exchange'
+          this.guest?.socket.write(ex.guestHead)
+        },
+        (again) => this.answerFailure(ex, again),
+      )
+      return
+    }
+    this.answerFailure(ex, err)
+  }
+
+  /** The guest failed before answering: the client gets the slow path's 502, and the connection ends. */
+  private answerFailure(ex: Exchange, err: Error): void {
+    const response = this.lane.hooks.guestUnreachable(ex.target, err)
+    this.lane.hooks.completed({
+      method: ex.head.method,
+      path: ex.head.target.split('?')[0] ?? ex.head.target,
+      authorization: ex.head.authorization,
+      status: Number(response.slice(9, 12)),
+      ms: performance.now() - ex.started,
+    })
+    this.exchange = undefined
+    this.state = 'gone'
+    this.lane.forget(this)
+    this.dropGuest()
+    this.client.end(response)
+  }
+
+  private dropGuest(): void {
+    const guest = this.guest
+    if (!guest) return
+    this.guest = undefined
+    clearTimeout(guest.idle)
+    guest.socket.destroy()
+  }
+
+  private requestView(head: RequestHead): RequestLike {
+    return {
+      rawHeaders: head.rawHeaders,
+      headers: { host: head.host },
+      socket: { remoteAddress: this.client.remoteAddress, localPort: this.client.localPort },
+    }
+  }
+}
+
+/**
+ * How long the guest keeps an idle connection, less a second of margin (as Node's HTTP agent does): a
+ * request must not arrive just as the guest closes. `current` when the answer does not say.
+ */
+export function keepAliveMs(raw: string[], current: number): number {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() !== 'keep-alive') continue
+    const seconds = /(?:^|,)\s*timeout=(\d+)/i.exec(raw[i + 1] as string)?.[1]
+    if (seconds !== undefined) return Math.min(GUEST_IDLE_MS, Number(seconds) * 1000 - 1000)
+  }
+  return current
+}
+
+function statusLine(status: number, reason: string): string {
+  return `HTTP/1.1 ${status} ${reason}\r\n`
+}
+
+function headerBlock(raw: string[]): string {
+  let block = ''
+  for (let i = 0; i + 1 < raw.length; i += 2) block += `${raw[i]}: ${raw[i + 1]}\r\n`
+  return `${block}\r\n`
+}
