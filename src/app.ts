@@ -153,6 +153,7 @@ export function buildApp(deps: AppDeps): App {
   const capabilities = () => ({
     ...deps.capabilities,
     egress: describeEgress(egress.status()),
+    proxy_fast_lane: config.fastProxy,
     cdp_root_discovery: config.cdpDiscovery,
   })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })

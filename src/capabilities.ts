@@ -26,6 +26,8 @@ export interface Capabilities {
   }
   /** Egress policies (network, network_profile), as of the moment asked (see describeEgress). */
   egress?: EgressCapability
+  /** url(port)'s fast lane (src/proxy/fast): ordinary proxied requests skip Node's HTTP server and client. */
+  proxy_fast_lane?: boolean
   /** DevTools discovery at the emulator's root (/json/version), for clients that drop url(port)'s prefix. */
   cdp_root_discovery?: { enabled: boolean; port: number; why: string }
 }

@@ -141,6 +141,7 @@ describe('root DevTools discovery settings', () => {
       expect(res.json().error.code).toBe('route_not_found')
       expect(res.json().error.message).toContain('ISORUN_EMULATOR_CDP_DISCOVERY=on')
       const caps = await app.inject({ method: 'GET', url: '/_emulator/capabilities' })
+      expect(caps.json().proxy_fast_lane).toBe(true)
       expect(caps.json().cdp_root_discovery).toEqual({
         enabled: false,
         port: 9222,
