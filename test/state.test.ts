@@ -147,16 +147,15 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
   })
 
   describe('memory state (CRIU)', () => {
-    const needsCriu = () => {
-      if (!criu.criu) {
-        console.warn(`[state tests] skipped, no CRIU: ${criu.reason}`)
-        return false
-      }
-      return true
+    /** Without CRIU (outside CI, which requires it above): skipped, and the reason printed and noted. */
+    const skipWithoutCriu = (ctx: { skip: (note?: string) => void }) => {
+      if (criu.criu) return
+      console.warn(`[state tests] skipped, no CRIU: ${criu.reason}`)
+      ctx.skip(`no CRIU: ${criu.reason}`)
     }
 
     it('restore: a shell loop counting in a variable carries on from its value', async (ctx) => {
-      if (!needsCriu()) return ctx.skip()
+      skipWithoutCriu(ctx)
       const parent = track(await isorun.create({ image: 'busybox:latest' }))
       await startShellCounter(parent)
       const snap = await parent.snapshot()
@@ -172,7 +171,7 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
     })
 
     it('fork: each child carries on the parent’s counter and its Node server answers for itself', async (ctx) => {
-      if (!needsCriu()) return ctx.skip()
+      skipWithoutCriu(ctx)
       const parent = track(await isorun.create({ image: 'node:22-slim' }))
       await startShellCounter(parent)
       const counterJs = readFileSync(join(import.meta.dirname, 'fixtures', 'guest', 'counter.mjs'), 'utf8')
@@ -207,7 +206,7 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
     })
 
     it('hibernate: the same processes resume with their memory, and the container is stopped meanwhile', async (ctx) => {
-      if (!needsCriu()) return ctx.skip()
+      skipWithoutCriu(ctx)
       const s = track(await isorun.create({ image: 'busybox:latest' }))
       await startShellCounter(s)
       await s.hibernate()
@@ -221,7 +220,7 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
     })
 
     it('a snapshot of a hibernated sandbox restores its processes', async (ctx) => {
-      if (!needsCriu()) return ctx.skip()
+      skipWithoutCriu(ctx)
       const s = track(await isorun.create({ image: 'busybox:latest' }))
       await startShellCounter(s)
       await s.hibernate()

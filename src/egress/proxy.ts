@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { SocketsByRun } from '../net/sockets-by-run.ts'
 import { clientResponseHeaders } from '../proxy/headers.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import type { Logger } from '../sandboxes/service.ts'
@@ -50,7 +51,7 @@ export class EgressProxy {
   /** Every socket, both sides, so close() leaves nothing open. */
   private readonly sockets = new Set<Duplex>()
   /** Each sandbox's client connections, cut before a checkpoint (CRIU refuses established TCP). */
-  private readonly byRun = new Map<string, Set<Duplex>>()
+  private readonly byRun = new SocketsByRun()
 
   constructor(opts: EgressProxyOptions) {
     this.opts = opts
@@ -80,8 +81,7 @@ export class EgressProxy {
 
   /** Cuts a sandbox's connections through the proxy (tunnels included). */
   closeConnections(runId: string): void {
-    for (const socket of this.byRun.get(runId) ?? []) socket.destroy()
-    this.byRun.delete(runId)
+    for (const socket of this.byRun.take(runId)) socket.destroy()
   }
 
   async close(): Promise<void> {
@@ -207,7 +207,7 @@ export class EgressProxy {
       refuse(403, `blocked: ${source} is not a running sandbox with an egress policy`)
       return undefined
     }
-    this.attach(sandbox.id, client)
+    this.byRun.add(sandbox.id, client)
     let decision: Decision
     try {
       decision = await decide(
@@ -247,20 +247,6 @@ export class EgressProxy {
   private track(socket: Duplex): void {
     this.sockets.add(socket)
     socket.once('close', () => this.sockets.delete(socket))
-  }
-
-  private attach(runId: string, socket: Duplex): void {
-    let set = this.byRun.get(runId)
-    if (!set) {
-      set = new Set()
-      this.byRun.set(runId, set)
-    }
-    if (set.has(socket)) return
-    set.add(socket)
-    socket.once('close', () => {
-      set.delete(socket)
-      if (set.size === 0 && this.byRun.get(runId) === set) this.byRun.delete(runId)
-    })
   }
 }
 

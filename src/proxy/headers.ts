@@ -101,6 +101,13 @@ export function clientResponseHeaders(raw: string[], location: (value: string) =
   return out
 }
 
+/** Raw header pairs as the lines of a message head, blank line included. */
+export function headerBlock(raw: string[]): string {
+  let block = ''
+  for (let i = 0; i + 1 < raw.length; i += 2) block += `${raw[i]}: ${raw[i + 1]}\r\n`
+  return `${block}\r\n`
+}
+
 export function forwardedProto(req: RequestLike): 'http' | 'https' {
   return req.socket.encrypted ? 'https' : 'http'
 }

@@ -1,6 +1,7 @@
 import { Agent } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { SocketsByRun } from '../net/sockets-by-run.ts'
 
 const IDLE_SOCKET_MS = 4000
 
@@ -12,7 +13,7 @@ const IDLE_SOCKET_MS = 4000
  */
 export class GuestPool {
   private readonly agents = new Map<string, Agent>()
-  private readonly tunnels = new Map<string, Set<Duplex>>()
+  private readonly tunnels = new SocketsByRun()
 
   agent(runId: string): Agent {
     let agent = this.agents.get(runId)
@@ -33,26 +34,17 @@ export class GuestPool {
     return agent
   }
 
-  /** Remembers an upgraded tunnel's sockets (client side and guest side) until they close. */
+  /**
+   * Remembers sockets into (or tunnelled to) a sandbox that the agent does not own until they close:
+   * upgraded tunnels (client side and guest side) and the fast lane's guest connections.
+   */
   trackTunnel(runId: string, ...sockets: Duplex[]): void {
-    let set = this.tunnels.get(runId)
-    if (!set) {
-      set = new Set()
-      this.tunnels.set(runId, set)
-    }
-    for (const s of sockets) {
-      set.add(s)
-      s.once('close', () => {
-        set.delete(s)
-        if (set.size === 0 && this.tunnels.get(runId) === set) this.tunnels.delete(runId)
-      })
-    }
+    this.tunnels.add(runId, ...sockets)
   }
 
   /** Closes every connection into the sandbox, busy or idle; resolves once they are all closed. */
   closeConnections(runId: string): Promise<void> {
-    const sockets: Duplex[] = [...(this.tunnels.get(runId) ?? [])]
-    this.tunnels.delete(runId)
+    const sockets = this.tunnels.take(runId)
     const agent = this.agents.get(runId)
     if (agent) {
       this.agents.delete(runId)
@@ -65,7 +57,7 @@ export class GuestPool {
   }
 
   async close(): Promise<void> {
-    const runs = new Set([...this.agents.keys(), ...this.tunnels.keys()])
+    const runs = new Set([...this.agents.keys(), ...this.tunnels.runs()])
     await Promise.all([...runs].map((id) => this.closeConnections(id)))
   }
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { requestGuest, unreachable } from './guest-request.ts'
-import { clientResponseHeaders, guestRequestHeaders } from './headers.ts'
+import { clientResponseHeaders, guestRequestHeaders, headerBlock } from './headers.ts'
 import { publicView } from './http-proxy.ts'
 import type { GuestPool } from './pool.ts'
 import { rewriteLocation } from './rewrite.ts'
@@ -90,10 +90,4 @@ function joinSockets(client: Duplex, guest: Socket, target: GuestTarget): void {
 
 function statusLine(res: IncomingMessage): string {
   return `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`
-}
-
-function headerBlock(raw: string[]): string {
-  let block = ''
-  for (let i = 0; i + 1 < raw.length; i += 2) block += `${raw[i]}: ${raw[i + 1]}\r\n`
-  return `${block}\r\n`
 }

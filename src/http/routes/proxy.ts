@@ -178,7 +178,10 @@ export function fastLaneHooks(
         duration_ms: Math.round(e.ms * 100) / 100,
         body: undefined,
       }),
-    guestUnreachable: (target, err) => closingResponse(unreachable(target, err)),
+    guestUnreachable: (target, err) => {
+      const e = unreachable(target, err)
+      return { status: e.status, response: closingResponse(e) }
+    },
   }
 }
 

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net'
-import { clientResponseHeaders, guestRequestHeaders, type RequestLike } from '../headers.ts'
+import { clientResponseHeaders, guestRequestHeaders, headerBlock, type RequestLike } from '../headers.ts'
 import { publicView } from '../http-proxy.ts'
 import { rewriteLocation } from '../rewrite.ts'
 import type { GuestTarget } from '../target.ts'
@@ -45,7 +45,6 @@ interface Exchange {
   responseHead: Buffer
   response: BodyTracker | undefined
   status: number
-  answered: boolean
   /** The answer's end is the connection's end. */
   closeAfter: boolean
   /** The answer has neither a length nor chunks: it ends when the guest closes. */
@@ -161,9 +160,7 @@ export class LaneConnection {
     const headers = guestRequestHeaders(view, target, { upgrade: false, identity: false })
     // The body goes on as it came, so its framing header goes with it.
     if (head.body.kind === 'chunked') headers.push('Transfer-Encoding', 'chunked')
-    let guestHead = `${head.method} ${target.path} HTTP/1.1\r\n`
-    for (let i = 0; i + 1 < headers.length; i += 2) guestHead += `${headers[i]}: ${headers[i + 1]}\r\n`
-    guestHead += '\r\n'
+    const guestHead = `${head.method} ${target.path} HTTP/1.1\r\n${headerBlock(headers)}`
     this.exchange = {
       head,
       target,
@@ -172,7 +169,6 @@ export class LaneConnection {
       responseHead: EMPTY,
       response: undefined,
       status: 0,
-      answered: false,
       closeAfter: head.close,
       untilClose: false,
       retry: reused && head.body.kind === 'none',
@@ -255,7 +251,6 @@ export class LaneConnection {
       if (ex.closeAfter || this.clientEnded) headers.push('Connection', 'close')
       ex.response = bodyTracker(framing)
       ex.status = head.status
-      ex.answered = true
       ex.target.onConnected()
       // The head and what came with it of the body in one write: one packet for a small answer.
       this.relayResponseBody(ex, rest, statusLine(head.status, head.reason) + headerBlock(headers))
@@ -401,7 +396,8 @@ export class LaneConnection {
   }
 
   private guestFailed(ex: Exchange, err: Error): void {
-    if (ex.answered) return void this.destroy()
+    // Part of an answer is out: the client can only see the connection end.
+    if (ex.response) return void this.destroy()
     if (ex.retry) {
       // A kept-alive connection the guest had just closed: the request had no body, so it can go again.
       ex.retry = false
@@ -423,12 +419,12 @@ export class LaneConnection {
 
   /** The guest failed before answering: the client gets the slow path's 502, and the connection ends. */
   private answerFailure(ex: Exchange, err: Error): void {
-    const response = this.lane.hooks.guestUnreachable(ex.target, err)
+    const { status, response } = this.lane.hooks.guestUnreachable(ex.target, err)
     this.lane.hooks.completed({
       method: ex.head.method,
       path: ex.head.target.split('?')[0] ?? ex.head.target,
       authorization: ex.head.authorization,
-      status: Number(response.slice(9, 12)),
+      status,
       ms: performance.now() - ex.started,
     })
     this.exchange = undefined
@@ -470,10 +466,4 @@ export function keepAliveMs(raw: string[], current: number): number {
 
 function statusLine(status: number, reason: string): string {
   return `HTTP/1.1 ${status} ${reason}\r\n`
-}
-
-function headerBlock(raw: string[]): string {
-  let block = ''
-  for (let i = 0; i + 1 < raw.length; i += 2) block += `${raw[i]}: ${raw[i + 1]}\r\n`
-  return `${block}\r\n`
 }

@@ -22,7 +22,7 @@ export interface FastLaneHooks {
     ms: number
   }): void
   /** The whole HTTP response (status line to body, `Connection: close`) telling a client the guest failed it. */
-  guestUnreachable(target: GuestTarget, err: unknown): string
+  guestUnreachable(target: GuestTarget, err: unknown): { status: number; response: string }
 }
 
 /**
