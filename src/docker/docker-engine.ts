@@ -31,6 +31,7 @@ import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
+import { engineReference, hasImage, imageHandle, pullImage } from './images.ts'
 import { SandboxState } from './sandbox-state.ts'
 
 export interface DockerEngineOptions {
@@ -95,47 +96,9 @@ export class DockerEngine implements SandboxEngine {
   }
 
   async ensureImage(image: string): Promise<void> {
-    try {
-      await this.docker.getImage(image).inspect()
-      return
-    } catch (err) {
-      const e = err as { statusCode?: number }
-      if (e?.statusCode !== 404)
-        throw translateDockerError(err, () => Errors.imageUnavailable(image, 'not found'))
-    }
-    await this.pull(image)
-  }
-
-  private async pull(image: string): Promise<void> {
-    const pulled = new Promise<void>((resolve, reject) => {
-      this.docker.pull(image, (err: unknown, stream: NodeJS.ReadableStream) => {
-        if (err) return reject(err)
-        this.docker.modem.followProgress(
-          stream,
-          (doneErr: unknown) => (doneErr ? reject(doneErr) : resolve()),
-          (event: { error?: string }) => {
-            if (event.error) reject(new Error(event.error))
-          },
-        )
-      })
-    })
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`pull did not finish within ${this.opts.pullTimeoutMs} ms`)),
-        this.opts.pullTimeoutMs,
-      )
-    })
-    try {
-      await Promise.race([pulled, timedOut])
-    } catch (err) {
-      const e = err as { code?: string }
-      if (e?.code === 'ECONNREFUSED' || e?.code === 'ENOENT')
-        throw translateDockerError(err, () => Errors.engine(''))
-      throw Errors.imageUnavailable(image, dockerMessage(err).trim())
-    } finally {
-      clearTimeout(timer)
-    }
+    const ref = engineReference(image)
+    if (await hasImage(this.docker, ref, image)) return
+    await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs)
   }
 
   memorySupport(): MemorySupport {
@@ -157,7 +120,7 @@ export class DockerEngine implements SandboxEngine {
 
   async releaseImage(image: string): Promise<void> {
     try {
-      await this.docker.getImage(image).remove()
+      await imageHandle(this.docker, image).remove()
     } catch (err) {
       const e = err as { statusCode?: number }
       // 404: already gone. 409: a sandbox still runs on it; it is released when that one is destroyed.
@@ -181,7 +144,8 @@ export class DockerEngine implements SandboxEngine {
   }
 
   async create(spec: SandboxSpec): Promise<string> {
-    const container = await createSandboxContainer(this.docker, spec, spec.image, this.containerSettings())
+    const image = engineReference(spec.image).canonical
+    const container = await createSandboxContainer(this.docker, spec, image, this.containerSettings())
     await startSandboxContainer(container, spec.image)
     return container.id
   }
@@ -195,7 +159,7 @@ export class DockerEngine implements SandboxEngine {
     const container = await createSandboxContainer(
       this.docker,
       sandboxSpec,
-      spec.image,
+      engineReference(spec.image).canonical,
       this.containerSettings(),
     )
     await startSandboxContainer(container, spec.image)

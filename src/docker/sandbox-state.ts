@@ -5,6 +5,7 @@ import type { SandboxSpec, SnapshotOutcome, SnapshotRequest, StoredSnapshot } fr
 import { Checkpoints, dirSize } from './checkpoints.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
+import { imageHandle } from './images.ts'
 
 /** Repository of the images that hold snapshot filesystems; the tag is the snapshot id. */
 export const SNAPSHOT_REPO = 'isorun-emulator-snapshot'
@@ -51,8 +52,7 @@ export class SandboxState {
       }
     } catch (err) {
       await this.checkpoints.remove(containerId, req.snapshotId)
-      await this.docker
-        .getImage(image)
+      await imageHandle(this.docker, image)
         .remove()
         .catch(() => {})
       throw translateDockerError(err, () => Errors.runNotFound(containerId))
@@ -129,7 +129,7 @@ export class SandboxState {
 
   /** The snapshot's own layer (not the base image it shares) plus its checkpoint files. */
   private async sizeOf(stored: StoredSnapshot): Promise<number> {
-    const history = (await this.docker.getImage(stored.image).history()) as { Size?: number }[]
+    const history = (await imageHandle(this.docker, stored.image).history()) as { Size?: number }[]
     const layer = history[0]?.Size ?? 0
     const checkpoint = stored.checkpointDir ? await dirSize(stored.checkpointDir) : 0
     return layer + checkpoint

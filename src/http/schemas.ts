@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { InvalidImageReference, parseImageReference } from '../images/reference.ts'
 
 /**
  * Wire schemas, snake_case exactly as isorun@1.0.1 sends them. Defaults are the SDK's documented ones.
@@ -11,8 +12,21 @@ export const NetworkPolicy = z.object({
   deny: z.array(z.string().min(1).max(253)).max(1000).optional(),
 })
 
+/** An image by name (Docker's reference grammar), never a path, an image id or the emulator's own. */
+const ImageReference = z
+  .string()
+  .max(512)
+  .superRefine((text, ctx) => {
+    try {
+      parseImageReference(text)
+    } catch (err) {
+      if (!(err instanceof InvalidImageReference)) throw err
+      ctx.addIssue({ code: 'custom', message: err.message })
+    }
+  })
+
 export const CreateRunBody = z.object({
-  image: z.string().min(1).max(512).default('node:22-slim'),
+  image: ImageReference.default('node:22-slim'),
   vcpus: z.number().int().min(1).max(64).default(1),
   mem_mib: z
     .number()
