@@ -2,6 +2,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { parseHostMap } from './egress/resolver.ts'
+import { type PullPolicy, parseRegistries } from './images/pull-policy.ts'
 
 /**
  * All settings, parsed once from an environment-like record (process.env by default, so tests pass
@@ -48,6 +49,22 @@ const ConfigSchema = z.object({
     .default(1024 * 1024 * 1024),
   // How long an image pull may take before create gives up with a 400 naming the image.
   ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
+  // Image pulls: `missing` pulls an image create names that is not present locally, `never` uses local
+  // images only (docs/images.md).
+  ISORUN_EMULATOR_PULL: z.enum(['missing', 'never']).default('missing'),
+  // Registries pulls may contact (`host[:port]`, comma-separated; `*`: any). Docker Hub only by default:
+  // tenants name images, and a pull makes dockerd connect to the registry an image names.
+  ISORUN_EMULATOR_PULL_REGISTRIES: z
+    .string()
+    .default('docker.io')
+    .transform((s, ctx) => {
+      try {
+        return parseRegistries(s)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
   // Docker network sandboxes join.
   ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
   // JSON file of network profiles ([{name, description?, allow, deny}]) merged over the built-ins
@@ -120,6 +137,7 @@ export interface Config {
   execOutputLimit: number
   uploadLimit: number
   pullTimeoutMs: number
+  pull: PullPolicy
   network: string
   criu: 'auto' | 'off'
   strict: boolean
@@ -166,6 +184,7 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     execOutputLimit: c.ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT,
     uploadLimit: c.ISORUN_EMULATOR_UPLOAD_LIMIT,
     pullTimeoutMs: c.ISORUN_EMULATOR_PULL_TIMEOUT_MS,
+    pull: { mode: c.ISORUN_EMULATOR_PULL, registries: c.ISORUN_EMULATOR_PULL_REGISTRIES },
     network: c.ISORUN_EMULATOR_NETWORK,
     criu: c.ISORUN_EMULATOR_CRIU,
     strict: c.ISORUN_EMULATOR_STRICT,

@@ -48,6 +48,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     new DockerEngine(createDockerClient(), {
       network: config.network,
       pullTimeoutMs: config.pullTimeoutMs,
+      pull: config.pull,
       criu: config.criu,
     })
   const info = await engine.info()

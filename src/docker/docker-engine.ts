@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
+import { type PullPolicy, pullRefusal } from '../images/pull-policy.ts'
 import type {
   EngineInfo,
   ExecOutcome,
@@ -38,6 +39,8 @@ export interface DockerEngineOptions {
   /** Docker network sandboxes join. */
   network: string
   pullTimeoutMs: number
+  /** When a missing image may be pulled, and from which registries. */
+  pull: PullPolicy
   /** `auto`: use CRIU when it works here; `off`: never (snapshots keep files only). */
   criu: 'auto' | 'off'
 }
@@ -98,6 +101,8 @@ export class DockerEngine implements SandboxEngine {
   async ensureImage(image: string): Promise<void> {
     const ref = engineReference(image)
     if (await hasImage(this.docker, ref, image)) return
+    const refused = pullRefusal(ref, this.opts.pull)
+    if (refused) throw Errors.imageUnavailable(image, refused)
     await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs)
   }
 

@@ -31,7 +31,10 @@ export async function hasImage(docker: Docker, ref: ImageReference, image: strin
     await imageHandle(docker, ref.canonical).inspect()
     return true
   } catch (err) {
-    if ((err as { statusCode?: number })?.statusCode === 404) return false
+    const status = (err as { statusCode?: number })?.statusCode
+    if (status === 404) return false
+    if (status === 400)
+      throw Errors.validation('image', `the engine refuses it: ${dockerMessage(err).trim()}`)
     throw translateDockerError(err, () => Errors.imageUnavailable(image, 'not found'))
   }
 }

@@ -13,8 +13,8 @@ const SEPARATOR = '(?:[._]|__|[-]+)'
 const PATH_COMPONENT = `${ALNUM}(?:${SEPARATOR}${ALNUM})*`
 const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])'
 const DOMAIN_NAME = `${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*`
-const IPV6 = '\\[[a-fA-F0-9:]+\\]'
-const DOMAIN = `(?:${DOMAIN_NAME}|${IPV6})(?::[0-9]+)?`
+// No IPv6 hosts (`[::1]:5000`): newer versions of the grammar have them, Docker 20.10's dockerd refuses them.
+const DOMAIN = `${DOMAIN_NAME}(?::[0-9]+)?`
 const TAG = '[\\w][\\w.-]{0,127}'
 const DIGEST = '[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}'
 
