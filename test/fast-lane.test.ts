@@ -3,10 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Isorun, type Sandbox } from 'isorun'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
-import { keepAliveMs } from '../src/proxy/fast/connection.ts'
-import { bodyTracker } from '../src/proxy/fast/http1.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
 import { type Echo, startGuest } from './support/guest.ts'
 import { RawHttpClient, type RawResponse } from './support/raw-http.ts'
@@ -266,52 +264,3 @@ for (const fast of [true, false]) {
     },
   )
 }
-
-describe('body framing the fast lane follows', () => {
-  const feed = (framing: Parameters<typeof bodyTracker>[0], text: string, pieceSize: number) => {
-    const tracker = bodyTracker(framing)
-    const data = Buffer.from(text, 'latin1')
-    let taken = 0
-    for (let i = 0; i < data.length && !tracker.done && !tracker.error; i += pieceSize) {
-      const piece = data.subarray(i, Math.min(i + pieceSize, data.length))
-      const n = tracker.take(piece)
-      taken += n
-      if (n < piece.length) break
-    }
-    return { taken, done: tracker.done, error: tracker.error }
-  }
-
-  it('finds the end of a chunked body whatever the pieces, extensions and trailers', () => {
-    const body = '5\r\nhello\r\n6;name=v\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n'
-    for (const size of [1, 2, 3, 7, body.length]) {
-      expect(feed({ kind: 'chunked' }, `${body}GET / HTTP/1.1\r\n`, size)).toEqual({
-        taken: body.length,
-        done: true,
-        error: undefined,
-      })
-    }
-    expect(feed({ kind: 'chunked' }, '5\r\nhello\r\n', 4)).toMatchObject({ done: false, error: undefined })
-  })
-
-  it('refuses broken chunked framing', () => {
-    expect(feed({ kind: 'chunked' }, 'zz\r\n', 10).error).toMatch(/bad chunk size/)
-    expect(feed({ kind: 'chunked' }, '2\r\nabc\r\n', 10).error).toMatch(/longer than its size/)
-    expect(feed({ kind: 'chunked' }, '2\nab\r\n', 10).error).toMatch(/bare LF/)
-  })
-
-  it("keeps a guest connection no longer than the guest's Keep-Alive timeout allows, less a second", () => {
-    expect(keepAliveMs(['Keep-Alive', 'timeout=5'], 4000)).toBe(4000)
-    expect(keepAliveMs(['keep-alive', 'max=10, timeout=2'], 4000)).toBe(1000)
-    expect(keepAliveMs(['Keep-Alive', 'timeout=1'], 4000)).toBe(0)
-    expect(keepAliveMs(['Content-Type', 'text/plain'], 4000)).toBe(4000)
-  })
-
-  it('counts a length, and takes nothing for no body', () => {
-    expect(feed({ kind: 'length', length: 4 }, 'abcdef', 3)).toEqual({
-      taken: 4,
-      done: true,
-      error: undefined,
-    })
-    expect(feed({ kind: 'none' }, 'abc', 3)).toEqual({ taken: 0, done: true, error: undefined })
-  })
-})

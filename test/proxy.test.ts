@@ -7,6 +7,8 @@ import type { Sandbox } from 'isorun'
 import puppeteer from 'puppeteer-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import type { App } from '../src/app.ts'
+import { bearerToken } from '../src/net/bearer.ts'
+import { isProxyUrl, parseProxyUrl, proxyPrefix } from '../src/proxy/proxy-url.ts'
 import { rewriteCdpDiscovery, rewriteLocation } from '../src/proxy/rewrite.ts'
 import type { Clock } from '../src/sandboxes/clock.ts'
 import type { SandboxEvent } from '../src/sandboxes/events.ts'
@@ -581,5 +583,48 @@ describe('url(port) rewriting rules', () => {
           'https://chrome-devtools-frontend.appspot.com/serve_rev/@abc/inspector.html?ws=[::1]:8731/v1/runs/r1/proxy/3000/devtools/page/P',
       },
     ])
+  })
+})
+
+describe("url(port)'s URL grammar", () => {
+  it('splits the prefix, run, port and the guest path as sent', () => {
+    expect(parseProxyUrl('/v1/runs/run1/proxy/8080/a/b?c=%20d#e')).toEqual({
+      prefix: '/v1/runs/run1/proxy/8080',
+      runId: 'run1',
+      portText: '8080',
+      port: 8080,
+      path: '/a/b?c=%20d#e',
+    })
+    expect(parseProxyUrl('/v1/runs/run1/proxy/8080')?.path).toBe('/')
+    expect(parseProxyUrl('/v1/runs/run1/proxy/8080?x')?.path).toBe('/?x')
+    expect(proxyPrefix('run1', 8080)).toBe('/v1/runs/run1/proxy/8080')
+  })
+
+  it.each(['0', '65536', 'http', '-1', '8080.5', '080800', ''])('has no port for %j', (port) => {
+    expect(parseProxyUrl(`/v1/runs/run1/proxy/${port}/`)?.port).toBeUndefined()
+  })
+
+  it.each(['/v1/runs/run1/exec', '/v1/runs//proxy/8080/', '/v1/runs/run1/proxy', '/x/v1/runs/r/proxy/1/'])(
+    'is not a url(port) URL: %s',
+    (url) => {
+      expect(parseProxyUrl(url)).toBeUndefined()
+      expect(isProxyUrl(url)).toBe(false)
+    },
+  )
+})
+
+describe('the bearer token of an Authorization header', () => {
+  it.each([
+    ['Bearer k1', 'k1'],
+    ['bearer k1', 'k1'],
+    ['  Bearer \t k1  ', 'k1'],
+    ['Bearer', undefined],
+    ['Bearer   ', undefined],
+    ['Basic azE6', undefined],
+    ['Bearerk1', undefined],
+    ['', undefined],
+    [undefined, undefined],
+  ])('%j -> %j', (header, token) => {
+    expect(bearerToken(header)).toBe(token)
   })
 })

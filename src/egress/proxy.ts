@@ -1,15 +1,13 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { limitConnectTime } from '../net/connect-timeout.ts'
 import { SocketsByRun } from '../net/sockets-by-run.ts'
-import { clientResponseHeaders } from '../proxy/headers.ts'
+import { clientResponseHeaders, closingResponse } from '../proxy/headers.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import type { Logger } from '../sandboxes/service.ts'
 import { type CompiledPolicy, compilePolicy, type Decision, decide, type GuardedAddresses } from './policy.ts'
 import type { HostResolver } from './resolver.ts'
-
-/** A destination that does not answer the handshake is given up on after this long (502). */
-const CONNECT_TIMEOUT_MS = 10_000
 
 /** A request the policy refused, as the domain event `network.blocked` records it. */
 export interface BlockedRequest {
@@ -165,13 +163,10 @@ export class EgressProxy {
     const upstream = connect({ host: route.address, port: route.port })
     this.track(upstream)
     let connected = false
-    const timer = setTimeout(
-      () => upstream.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
-      CONNECT_TIMEOUT_MS,
-    )
+    // A destination that does not answer the handshake is given up on (502).
+    limitConnectTime(upstream)
     upstream.once('connect', () => {
       connected = true
-      clearTimeout(timer)
       if (kind === 'connect') socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       else upstream.write(upgradeHead(req, target.path))
       if (head.length > 0) upstream.write(head)
@@ -179,7 +174,6 @@ export class EgressProxy {
       socket.pipe(upstream)
     })
     upstream.on('error', (err) => {
-      clearTimeout(timer)
       if (!connected) rawReply(socket, 502, unreachable(route, err))
       else socket.destroy()
     })
@@ -290,13 +284,7 @@ function upgradeHead(req: IncomingMessage, path: string): string {
 function connectTimeout(upstream: ReturnType<typeof request>, track: (s: Socket) => void): void {
   upstream.once('socket', (socket) => {
     track(socket)
-    if (!socket.connecting) return
-    const timer = setTimeout(
-      () => upstream.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
-      CONNECT_TIMEOUT_MS,
-    )
-    socket.once('connect', () => clearTimeout(timer))
-    socket.once('close', () => clearTimeout(timer))
+    limitConnectTime(socket, (err) => upstream.destroy(err))
   })
 }
 
@@ -317,16 +305,13 @@ function plain(res: ServerResponse, status: number, message: string): void {
   res.end(body)
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 502: 'Bad Gateway' }
-
 function rawReply(socket: Duplex, status: number, message: string): void {
   const body = `isorun-emulator egress proxy: ${message}\n`
-  socket.end(
-    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\n` +
-      'Content-Type: text/plain; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      `X-Isorun-Egress: ${status === 403 ? 'blocked' : 'error'}\r\n` +
-      'Connection: close\r\n\r\n' +
-      body,
-  )
+  const headers = [
+    'Content-Type',
+    'text/plain; charset=utf-8',
+    'X-Isorun-Egress',
+    status === 403 ? 'blocked' : 'error',
+  ]
+  socket.end(closingResponse(status, headers, body))
 }

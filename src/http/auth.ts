@@ -1,5 +1,6 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import { Errors } from '../errors.ts'
+import { bearerToken } from '../net/bearer.ts'
 import { hashApiKey } from '../sandboxes/ids.ts'
 
 declare module 'fastify' {
@@ -9,13 +10,6 @@ declare module 'fastify' {
   }
 }
 
-export function bearerToken(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization
-  if (!header) return undefined
-  const match = /^Bearer\s+(.+)$/i.exec(header.trim())
-  return match?.[1]?.trim() || undefined
-}
-
 /**
  * Bearer auth for a route scope. With keys configured only those are accepted; without, any non-empty
  * token is (each token still sees only its own sandboxes). Keys are hashed at once and never kept.
@@ -23,7 +17,7 @@ export function bearerToken(request: FastifyRequest): string | undefined {
 export function requireApiKey(app: FastifyInstance, apiKeys: readonly string[]): void {
   const allowed = new Set(apiKeys.map(hashApiKey))
   app.addHook('onRequest', async (request) => {
-    const token = bearerToken(request)
+    const token = bearerToken(request.headers.authorization)
     if (!token) throw Errors.unauthorized('missing API key: send Authorization: Bearer <key>')
     const owner = hashApiKey(token)
     if (allowed.size > 0 && !allowed.has(owner)) throw Errors.unauthorized('invalid API key')

@@ -1,18 +1,9 @@
 import { type Agent, type ClientRequest, request } from 'node:http'
 import { type EmulatorError, Errors } from '../errors.ts'
+import { limitConnectTime } from '../net/connect-timeout.ts'
 import type { GuestTarget } from './target.ts'
 
-/**
- * A guest that is up refuses a closed port at once (RST); only a wedged network stack stays silent, and
- * a client should not hang on that for minutes.
- */
-const CONNECT_TIMEOUT_MS = 10_000
-
-class ConnectTimeout extends Error {
-  readonly code = 'ETIMEDOUT'
-}
-
-/** Opens a request to the guest; a new connection must be established within CONNECT_TIMEOUT_MS. */
+/** Opens a request to the guest; a new connection must be made within CONNECT_TIMEOUT_MS. */
 export function requestGuest(
   target: GuestTarget,
   method: string,
@@ -30,14 +21,7 @@ export function requestGuest(
   })
   upstream.once('socket', (socket) => {
     socket.setNoDelay(true)
-    if (!socket.connecting) return
-    const timer = setTimeout(
-      () => upstream.destroy(new ConnectTimeout(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
-      CONNECT_TIMEOUT_MS,
-    )
-    const clear = () => clearTimeout(timer)
-    socket.once('connect', clear)
-    socket.once('close', clear)
+    limitConnectTime(socket, (err) => upstream.destroy(err))
   })
   return upstream
 }

@@ -1,3 +1,5 @@
+import { STATUS_CODES } from 'node:http'
+import { bearerToken } from '../net/bearer.ts'
 import type { GuestTarget } from './target.ts'
 
 /**
@@ -66,7 +68,7 @@ export function guestRequestHeaders(req: RequestLike, target: GuestTarget, opts:
       continue
     }
     // The run id in the URL is the credential; an API key sent along is the emulator's, not the guest's.
-    if (lower === 'authorization' && /^\s*bearer\s/i.test(value)) continue
+    if (lower === 'authorization' && bearerToken(value) !== undefined) continue
     if (opts.identity && lower === 'accept-encoding') continue
     out.push(name, value)
   }
@@ -106,6 +108,21 @@ export function headerBlock(raw: string[]): string {
   let block = ''
   for (let i = 0; i + 1 < raw.length; i += 2) block += `${raw[i]}: ${raw[i + 1]}\r\n`
   return `${block}\r\n`
+}
+
+/** A response's first line; the reason phrase is Node's for the status unless given. */
+export function statusLine(status: number, reason = STATUS_CODES[status] ?? ''): string {
+  return `HTTP/1.1 ${status} ${reason}\r\n`
+}
+
+/**
+ * A whole response written straight to a socket that ends after it (an answer given outside Node's
+ * HTTP server: upgrades, the fast lane, the egress proxy's tunnels): `headers` plus its length and
+ * `Connection: close`.
+ */
+export function closingResponse(status: number, headers: string[], body: string): string {
+  const framing = ['Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']
+  return statusLine(status) + headerBlock([...headers, ...framing]) + body
 }
 
 export function forwardedProto(req: RequestLike): 'http' | 'https' {

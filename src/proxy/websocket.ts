@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { requestGuest, unreachable } from './guest-request.ts'
-import { clientResponseHeaders, guestRequestHeaders, headerBlock } from './headers.ts'
+import { clientResponseHeaders, guestRequestHeaders, headerBlock, statusLine } from './headers.ts'
 import { publicView } from './http-proxy.ts'
 import type { GuestPool } from './pool.ts'
 import { rewriteLocation } from './rewrite.ts'
@@ -42,7 +42,7 @@ export function tunnelUpgrade(
       }
       pool.trackTunnel(target.runId, client, guest)
       joinSockets(client, guest, target)
-      client.write(statusLine(guestRes) + headerBlock(guestRes.rawHeaders))
+      client.write(guestStatusLine(guestRes) + headerBlock(guestRes.rawHeaders))
       if (guestHead.length > 0) client.write(guestHead)
       if (head.length > 0) guest.write(head)
       resolve()
@@ -55,7 +55,7 @@ export function tunnelUpgrade(
       const view = publicView(req, target)
       const headers = clientResponseHeaders(guestRes.rawHeaders, (l) => rewriteLocation(l, view))
       // No Transfer-Encoding on this connection: the body ends when the connection does.
-      client.write(statusLine(guestRes) + headerBlock([...headers, 'Connection', 'close']))
+      client.write(guestStatusLine(guestRes) + headerBlock([...headers, 'Connection', 'close']))
       guestRes.pipe(client)
       guestRes.once('error', () => client.destroy())
       resolve()
@@ -88,6 +88,6 @@ function joinSockets(client: Duplex, guest: Socket, target: GuestTarget): void {
   guest.pipe(client)
 }
 
-function statusLine(res: IncomingMessage): string {
-  return `HTTP/1.1 ${res.statusCode} ${res.statusMessage ?? ''}\r\n`
+function guestStatusLine(res: IncomingMessage): string {
+  return statusLine(res.statusCode ?? 502, res.statusMessage ?? '')
 }

@@ -4,10 +4,10 @@ import { type FaultInjector, FaultSpec } from '../../control/faults.ts'
 import type { RequestJournal } from '../../control/journal.ts'
 import type { Seeder } from '../../control/seed.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
+import { bearerToken } from '../../net/bearer.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
 import type { SandboxService } from '../../sandboxes/service.ts'
-import { bearerToken } from '../auth.ts'
 import { parse } from '../validate.ts'
 
 export interface ControlDeps {
@@ -42,7 +42,8 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
   if (deps.adminToken) {
     const admin = deps.adminToken
     app.addHook('onRequest', async (request) => {
-      if (bearerToken(request) !== admin) throw Errors.unauthorized('the control plane needs the admin token')
+      if (bearerToken(request.headers.authorization) !== admin)
+        throw Errors.unauthorized('the control plane needs the admin token')
     })
   }
 

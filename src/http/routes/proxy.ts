@@ -1,17 +1,18 @@
-import { type IncomingMessage, METHODS, type Server, STATUS_CODES } from 'node:http'
+import { type IncomingMessage, METHODS, type Server } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { FaultInjector } from '../../control/faults.ts'
 import type { RequestJournal } from '../../control/journal.ts'
 import { EmulatorError, Errors, isEmulatorError } from '../../errors.ts'
-import type { FastLaneHooks } from '../../proxy/fast/lane.ts'
+import { bearerToken } from '../../net/bearer.ts'
+import type { FastLaneHooks } from '../../proxy/fast/hooks.ts'
 import type { GuestProxy } from '../../proxy/guest-proxy.ts'
-import { unreachable } from '../../proxy/guest-request.ts'
+import { guestPath, isProxyUrl, parseProxyUrl, proxyPrefix } from '../../proxy/proxy-url.ts'
 import { isCdpDiscovery } from '../../proxy/rewrite.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
-import { hashApiKey } from '../../sandboxes/ids.ts'
 import type { ProxyTarget, SandboxService } from '../../sandboxes/service.ts'
-import { errorBody } from '../error-handler.ts'
+import { journalEntry } from '../control-hooks.ts'
+import { errorResponse } from '../raw-reply.ts'
 
 /**
  * url(port): `/v1/runs/:id/proxy/:port/*` reaches the sandbox's own port, for every method, for
@@ -67,7 +68,7 @@ export function proxyUpgrades(
     // A client that resets mid-handshake must not take the process down.
     socket.on('error', (err) => log.debug({ err, url: req.url }, 'upgrade socket error'))
     const url = req.url ?? ''
-    if (!PROXY_URL.test(url)) {
+    if (!isProxyUrl(url)) {
       const path = url.split('?')[0]
       return answerOnSocket(
         socket,
@@ -80,7 +81,7 @@ export function proxyUpgrades(
       )
     }
     // Upgrades bypass Fastify's hooks, so a drop_connection fault is applied here: the WebSocket drops.
-    const auth = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '')?.[1]
+    const auth = bearerToken(req.headers.authorization)
     const fault = faults?.match(req.method ?? 'GET', url.split('?')[0] ?? url, auth)
     if (fault?.action === 'drop_connection') return void socket.destroy()
     resolveTarget(service, url)
@@ -89,21 +90,17 @@ export function proxyUpgrades(
   })
 }
 
-/** `/v1/runs/<id>/proxy/<port>` and the rest, raw (the guest gets the path exactly as the client sent it). */
-const PROXY_URL = /^(\/v1\/runs\/([^/?#]+)\/proxy\/([^/?#]*))(.*)$/s
-
 async function resolveTarget(service: SandboxService, url: string): Promise<GuestTarget> {
-  const match = PROXY_URL.exec(url)
-  if (!match) throw new EmulatorError('route_not_found', 404, `no route ${url.split('?')[0]}`)
-  const [, prefix = '', id = '', portText = '', rest = ''] = match
-  const port = Number(portText)
-  if (!/^\d{1,5}$/.test(portText) || port < 1 || port > 65535) {
+  const parsed = parseProxyUrl(url)
+  if (!parsed) throw new EmulatorError('route_not_found', 404, `no route ${url.split('?')[0]}`)
+  const { prefix, runId, portText, port, path } = parsed
+  if (port === undefined) {
     throw Errors.validation(
       'params.port',
       `must be an integer in [1, 65535], got ${JSON.stringify(portText)}`,
     )
   }
-  return guestTarget(service, await service.proxyTarget(id), port, rest, prefix)
+  return guestTarget(service, await service.proxyTarget(runId), port, path, prefix)
 }
 
 /**
@@ -115,14 +112,14 @@ export function guestTarget(
   { sandbox, address }: ProxyTarget,
   port: number,
   path: string,
-  prefix = `/v1/runs/${sandbox.id}/proxy/${port}`,
+  prefix = proxyPrefix(sandbox.id, port),
 ): GuestTarget {
   return {
     runId: sandbox.id,
     address,
     port,
     prefix,
-    path: path.startsWith('/') ? path : `/${path}`,
+    path: guestPath(path),
     onConnected: () => service.noteProxyOpened(sandbox, port),
     onTraffic: () => service.noteProxyActivity(sandbox),
   }
@@ -136,19 +133,7 @@ function answerOnSocket(socket: Duplex, err: unknown, log: FastifyBaseLogger): v
     e = new EmulatorError('internal', 500, 'internal error; see the emulator log')
   }
   if (!socket.writable) return void socket.destroy()
-  socket.end(closingResponse(e))
-}
-
-/** A whole HTTP response carrying the error's JSON body, for a connection that ends after it. */
-function closingResponse(e: EmulatorError): string {
-  const body = JSON.stringify(errorBody(e))
-  return (
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\n` +
-    'Content-Type: application/json; charset=utf-8\r\n' +
-    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-    'Connection: close\r\n\r\n' +
-    body
-  )
+  socket.end(errorResponse(e))
 }
 
 /**
@@ -168,24 +153,7 @@ export function fastLaneHooks(
       return isCdpDiscovery(method, target.path) ? undefined : target
     },
     enabled: () => !faults.armed(),
-    completed: (e) =>
-      journal.record({
-        at: new Date().toISOString(),
-        method: e.method,
-        path: e.path,
-        key_hash: keyHashOf(e.authorization),
-        status: e.status,
-        duration_ms: Math.round(e.ms * 100) / 100,
-        body: undefined,
-      }),
-    guestUnreachable: (target, err) => {
-      const e = unreachable(target, err)
-      return { status: e.status, response: closingResponse(e) }
-    },
+    completed: (e) => journal.record(journalEntry({ ...e, url: e.target })),
+    errorResponse,
   }
-}
-
-function keyHashOf(authorization: string | undefined): string | null {
-  const token = /^Bearer\s+(.+)$/i.exec(authorization ?? '')?.[1]
-  return token ? hashApiKey(token) : null
 }

@@ -1,27 +1,46 @@
 import { connect, type Socket } from 'node:net'
-import { clientResponseHeaders, guestRequestHeaders, headerBlock, type RequestLike } from '../headers.ts'
+import { limitConnectTime } from '../../net/connect-timeout.ts'
+import { unreachable } from '../guest-request.ts'
+import {
+  clientResponseHeaders,
+  guestRequestHeaders,
+  headerBlock,
+  type RequestLike,
+  statusLine,
+} from '../headers.ts'
 import { publicView } from '../http-proxy.ts'
+import type { GuestPool } from '../pool.ts'
+import { isProxyUrl } from '../proxy-url.ts'
 import { rewriteLocation } from '../rewrite.ts'
 import type { GuestTarget } from '../target.ts'
+import type { FastLaneHooks } from './hooks.ts'
 import {
   type BodyTracker,
   bodyTracker,
   parseRequestHead,
+  parseRequestLine,
   parseResponseHead,
   type RequestHead,
   responseBody,
 } from './http1.ts'
-import type { FastLane } from './lane.ts'
 
 /** As Fastify's keepAliveTimeout: an idle client connection is closed after this. */
 const CLIENT_IDLE_MS = 72_000
 /** As the slow path's keep-alive agent (pool.ts): closed before a typical guest server closes it. */
 const GUEST_IDLE_MS = 4000
-/** As guest-request.ts: a guest that is up accepts or refuses at once. */
-const CONNECT_TIMEOUT_MS = 10_000
 const EMPTY = Buffer.alloc(0)
-/** The start of a url(port) request line; anything else is for the HTTP framework. */
-const PROXY_REQUEST_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \/v1\/runs\/[^/?# ]+\/proxy\/[^ ]* HTTP\/1\.1\r\n/
+
+/** What a connection needs from the lane that carries it (fast/lane.ts). */
+export interface LaneContext {
+  readonly pool: GuestPool
+  readonly hooks: FastLaneHooks
+  /** One more exchange carried. */
+  carried(): void
+  /** Gives the client connection to Node's HTTP server, `pending` (bytes read, not handled) first. */
+  handOff(socket: Socket, pending: Buffer): void
+  /** The connection is gone: the lane forgets it. */
+  forget(): void
+}
 
 interface Guest {
   socket: Socket
@@ -59,20 +78,21 @@ interface Exchange {
  * each relayed to a connection into the guest that is kept while it leads to the same sandbox port.
  */
 export class LaneConnection {
-  private state: 'head' | 'routing' | 'exchange' | 'gone' = 'head'
+  /** Reading a request head, finding its guest, relaying one exchange, or done with. */
+  private phase: 'head' | 'routing' | 'exchange' | 'gone' = 'head'
   private pending: Buffer = EMPTY
   private guest: Guest | undefined
   private exchange: Exchange | undefined
   private clientEnded = false
   private readonly client: Socket
-  private readonly lane: FastLane
+  private readonly lane: LaneContext
   private readonly onData = (chunk: Buffer) => this.onClientData(chunk)
   private readonly onEnd = () => this.onClientEnd()
   private readonly onGone = () => this.destroy()
   // Idle between requests: closed. In the middle of one (a quiet stream): left alone.
-  private readonly onTimeout = () => this.state === 'head' && this.destroy()
+  private readonly onTimeout = () => this.phase === 'head' && this.destroy()
 
-  constructor(client: Socket, lane: FastLane) {
+  constructor(client: Socket, lane: LaneContext) {
     this.client = client
     this.lane = lane
   }
@@ -88,9 +108,9 @@ export class LaneConnection {
   }
 
   destroy(): void {
-    if (this.state === 'gone') return
-    this.state = 'gone'
-    this.lane.forget(this)
+    if (this.phase === 'gone') return
+    this.phase = 'gone'
+    this.lane.forget()
     this.client.destroy()
     this.dropGuest()
   }
@@ -98,35 +118,38 @@ export class LaneConnection {
   // --- the client's side -----------------------------------------------------------------------
 
   private onClientData(chunk: Buffer): void {
-    if (this.state === 'exchange' && this.exchange && !this.exchange.request.done) {
+    if (this.phase === 'exchange' && this.exchange && !this.exchange.request.done) {
       this.exchange.target.onTraffic()
       this.forwardRequestBody(chunk)
       return
     }
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
-    if (this.state === 'head') this.readHead()
+    if (this.phase === 'head') this.readHead()
     // While routing or answering, the next request waits (read no further until this one is done).
     else this.client.pause()
   }
 
   private onClientEnd(): void {
     this.clientEnded = true
-    if (this.state === 'head' && this.pending.length === 0) this.destroy()
+    if (this.phase === 'head' && this.pending.length === 0) this.destroy()
   }
 
   private readHead(): void {
+    // Only url(port) requests are the lane's; anything else is for the HTTP framework.
     const firstLineEnd = this.pending.indexOf('\r\n')
-    if (firstLineEnd >= 0 && !PROXY_REQUEST_LINE.test(this.pending.toString('latin1', 0, firstLineEnd + 2)))
-      return void this.handOff()
+    if (firstLineEnd >= 0) {
+      const line = parseRequestLine(this.pending.toString('latin1', 0, firstLineEnd))
+      if (!line || !isProxyUrl(line.target)) return void this.handOff()
+    }
     const parsed = parseRequestHead(this.pending)
     if (parsed.kind === 'incomplete') return
     if (parsed.kind === 'unsupported' || !this.lane.hooks.enabled()) return void this.handOff()
     const head = parsed.head
-    this.state = 'routing'
+    this.phase = 'routing'
     this.client.pause()
     this.lane.hooks.route(head.method, head.target).then(
       (target) => {
-        if (this.state !== 'routing') return
+        if (this.phase !== 'routing') return
         if (!target) return void this.handOff()
         this.withGuest(
           target,
@@ -135,13 +158,13 @@ export class LaneConnection {
           () => this.handOff(),
         )
       },
-      () => this.state === 'routing' && this.handOff(),
+      () => this.phase === 'routing' && this.handOff(),
     )
   }
 
   private handOff(): void {
-    if (this.state === 'gone') return
-    this.state = 'gone'
+    if (this.phase === 'gone') return
+    this.phase = 'gone'
     this.client.off('data', this.onData)
     this.client.off('end', this.onEnd)
     for (const event of ['close', 'error']) this.client.off(event, this.onGone)
@@ -150,7 +173,7 @@ export class LaneConnection {
     this.dropGuest()
     const pending = this.pending
     this.pending = EMPTY
-    this.lane.handOff(this, this.client, pending)
+    this.lane.handOff(this.client, pending)
   }
 
   // --- one exchange ----------------------------------------------------------------------------
@@ -174,8 +197,8 @@ export class LaneConnection {
       retry: reused && head.body.kind === 'none',
       started: performance.now(),
     }
-    this.state = 'exchange'
-    this.lane.stats.carried++
+    this.phase = 'exchange'
+    this.lane.carried()
     target.onTraffic()
     this.guest?.socket.write(guestHead)
     const rest = this.pending.subarray(head.size)
@@ -277,13 +300,7 @@ export class LaneConnection {
   }
 
   private responseDone(ex: Exchange): void {
-    this.lane.hooks.completed({
-      method: ex.head.method,
-      path: ex.head.target.split('?')[0] ?? ex.head.target,
-      authorization: ex.head.authorization,
-      status: ex.status,
-      ms: performance.now() - ex.started,
-    })
+    this.completed(ex, ex.status)
     if (ex.request.done) this.finish()
     // else: the guest answered before the body ended; the rest of the body still goes to it.
   }
@@ -306,13 +323,13 @@ export class LaneConnection {
       }
     }
     if (ex.closeAfter || this.clientEnded) {
-      this.state = 'gone'
-      this.lane.forget(this)
+      this.phase = 'gone'
+      this.lane.forget()
       this.client.end()
       this.dropGuest()
       return
     }
-    this.state = 'head'
+    this.phase = 'head'
     this.client.resume()
     if (this.pending.length > 0) this.readHead()
   }
@@ -345,24 +362,14 @@ export class LaneConnection {
       keepMs: GUEST_IDLE_MS,
       spent: false,
     }
-    const timer = setTimeout(
-      () =>
-        socket.destroy(
-          Object.assign(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`), {
-            code: 'ETIMEDOUT',
-          }),
-        ),
-      CONNECT_TIMEOUT_MS,
-    )
+    limitConnectTime(socket)
     const onError = (err: Error) => {
-      clearTimeout(timer)
-      if (this.state === 'routing') failed(err)
+      if (this.phase === 'routing') failed(err)
     }
     socket.once('error', onError)
     socket.once('connect', () => {
-      clearTimeout(timer)
       socket.off('error', onError)
-      if (this.state !== 'routing') return void socket.destroy()
+      if (this.phase !== 'routing') return void socket.destroy()
       this.guest = guest
       this.lane.pool.trackTunnel(target.runId, socket)
       socket.on('data', (chunk: Buffer) => this.onGuestData(guest, chunk))
@@ -377,7 +384,7 @@ export class LaneConnection {
     if (guest !== this.guest) return
     this.guest = undefined
     const ex = this.exchange
-    if (!ex || this.state !== 'exchange') return
+    if (!ex || this.phase !== 'exchange') return
     if (ex.response && !ex.response.done && ex.untilClose) {
       // The answer's end was the guest closing.
       this.responseDone(ex)
@@ -403,11 +410,11 @@ export class LaneConnection {
       ex.retry = false
       ex.responseHead = EMPTY
       this.dropGuest()
-      this.state = 'routing'
+      this.phase = 'routing'
       this.withGuest(
         ex.target,
         () => {
-          this.state = 'exchange'
+          this.phase = 'exchange'
           this.guest?.socket.write(ex.guestHead)
         },
         (again) => this.answerFailure(ex, again),
@@ -419,19 +426,23 @@ export class LaneConnection {
 
   /** The guest failed before answering: the client gets the slow path's 502, and the connection ends. */
   private answerFailure(ex: Exchange, err: Error): void {
-    const { status, response } = this.lane.hooks.guestUnreachable(ex.target, err)
+    const e = unreachable(ex.target, err)
+    this.completed(ex, e.status)
+    this.exchange = undefined
+    this.phase = 'gone'
+    this.lane.forget()
+    this.dropGuest()
+    this.client.end(this.lane.hooks.errorResponse(e))
+  }
+
+  private completed(ex: Exchange, status: number): void {
     this.lane.hooks.completed({
       method: ex.head.method,
-      path: ex.head.target.split('?')[0] ?? ex.head.target,
+      target: ex.head.target,
       authorization: ex.head.authorization,
       status,
       ms: performance.now() - ex.started,
     })
-    this.exchange = undefined
-    this.state = 'gone'
-    this.lane.forget(this)
-    this.dropGuest()
-    this.client.end(response)
   }
 
   private dropGuest(): void {
@@ -462,8 +473,4 @@ export function keepAliveMs(raw: string[], current: number): number {
     if (seconds !== undefined) return Math.min(GUEST_IDLE_MS, Number(seconds) * 1000 - 1000)
   }
   return current
-}
-
-function statusLine(status: number, reason: string): string {
-  return `HTTP/1.1 ${status} ${reason}\r\n`
 }

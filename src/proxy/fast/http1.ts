@@ -82,13 +82,21 @@ function tokens(value: string): string[] {
     .filter(Boolean)
 }
 
+/** `METHOD /target HTTP/1.1` (origin form), without its CRLF; undefined for anything else. */
+export function parseRequestLine(line: string): { method: string; target: string } | undefined {
+  const match = REQUEST_LINE.exec(line)
+  if (!match) return undefined
+  const [, method = '', target = ''] = match
+  return { method, target }
+}
+
 export function parseRequestHead(buf: Buffer): Parsed<RequestHead> {
   const split = splitHead(buf)
   if (split === 'incomplete') return { kind: 'incomplete' }
   if (typeof split === 'string') return { kind: 'unsupported', why: `head ${split}` }
-  const line = REQUEST_LINE.exec(split.first)
+  const line = parseRequestLine(split.first)
   if (!line) return { kind: 'unsupported', why: 'not an HTTP/1.1 origin-form request line' }
-  const [, method = '', target = ''] = line
+  const { method, target } = line
   if (method === 'CONNECT') return { kind: 'unsupported', why: 'CONNECT' }
   let host: string | undefined
   let authorization: string | undefined
@@ -253,23 +261,24 @@ const LF = 10
 
 /** Chunked framing (RFC 9112 §7.1): size line, data, CRLF, ..., a zero size, trailer lines, a blank line. */
 class ChunkedTracker implements BodyTracker {
-  private state: 'size' | 'data' | 'data-end' | 'trailer' | 'done' = 'size'
+  /** The part of the framing the next byte belongs to. */
+  private part: 'size' | 'data' | 'data-end' | 'trailer' | 'done' = 'size'
   private line = ''
   private remaining = 0
   error: string | undefined
 
   get done(): boolean {
-    return this.state === 'done'
+    return this.part === 'done'
   }
 
   take(chunk: Buffer): number {
     let i = 0
-    while (i < chunk.length && this.state !== 'done' && this.error === undefined) {
-      if (this.state === 'data') {
+    while (i < chunk.length && this.part !== 'done' && this.error === undefined) {
+      if (this.part === 'data') {
         const n = Math.min(this.remaining, chunk.length - i)
         i += n
         this.remaining -= n
-        if (this.remaining === 0) this.state = 'data-end'
+        if (this.remaining === 0) this.part = 'data-end'
         continue
       }
       // A line: the chunk size, the CRLF after data, or a trailer line.
@@ -291,16 +300,16 @@ class ChunkedTracker implements BodyTracker {
   }
 
   private onLine(text: string): void {
-    if (this.state === 'data-end') {
+    if (this.part === 'data-end') {
       if (text !== '') this.error = 'chunked framing: data longer than its size'
-      this.state = 'size'
-    } else if (this.state === 'size') {
+      this.part = 'size'
+    } else if (this.part === 'size') {
       const size = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(text)?.[1]
       if (size === undefined) this.error = 'chunked framing: bad chunk size'
       else {
         this.remaining = Number.parseInt(size, 16)
-        this.state = this.remaining === 0 ? 'trailer' : 'data'
+        this.part = this.remaining === 0 ? 'trailer' : 'data'
       }
-    } else if (this.state === 'trailer' && text === '') this.state = 'done'
+    } else if (this.part === 'trailer' && text === '') this.part = 'done'
   }
 }

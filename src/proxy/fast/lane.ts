@@ -1,29 +1,8 @@
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { GuestPool } from '../pool.ts'
-import type { GuestTarget } from '../target.ts'
 import { LaneConnection } from './connection.ts'
-
-export interface FastLaneHooks {
-  /**
-   * The guest a url(port) request goes to, or undefined to leave it (and its connection) to the HTTP
-   * framework, which answers what the lane does not handle: errors (unknown run, hibernated, bad port),
-   * DevTools discovery (its JSON is rewritten), other paths.
-   */
-  route(method: string, target: string): Promise<GuestTarget | undefined>
-  /** False while the framework must see every request (faults are armed). */
-  enabled(): boolean
-  /** An exchange the lane carried ended (the request journal). */
-  completed(e: {
-    method: string
-    path: string
-    authorization: string | undefined
-    status: number
-    ms: number
-  }): void
-  /** The whole HTTP response (status line to body, `Connection: close`) telling a client the guest failed it. */
-  guestUnreachable(target: GuestTarget, err: unknown): { status: number; response: string }
-}
+import type { FastLaneHooks } from './hooks.ts'
 
 /**
  * url(port) without Node's HTTP machinery, for speed: through Node's server and client a proxied request
@@ -59,24 +38,29 @@ export class FastLane {
     this.httpListeners = server.listeners('connection') as ((socket: Socket) => void)[]
     server.removeAllListeners('connection')
     server.on('connection', (socket: Socket) => {
-      const conn = new LaneConnection(socket, this)
+      const forget = () => this.connections.delete(conn)
+      const conn: LaneConnection = new LaneConnection(socket, {
+        pool: this.pool,
+        hooks: this.hooks,
+        carried: () => this.stats.carried++,
+        handOff: (s, pending) => {
+          forget()
+          this.handOff(s, pending)
+        },
+        forget,
+      })
       this.connections.add(conn)
       conn.start()
     })
   }
 
   /** Gives a connection to Node's HTTP server, `pending` (bytes read, not handled) first. */
-  handOff(conn: LaneConnection, socket: Socket, pending: Buffer): void {
-    this.connections.delete(conn)
+  private handOff(socket: Socket, pending: Buffer): void {
     this.stats.handedOff++
     socket.pause()
     if (pending.length > 0) socket.unshift(pending)
     for (const listener of this.httpListeners) listener.call(this.server, socket)
     socket.resume()
-  }
-
-  forget(conn: LaneConnection): void {
-    this.connections.delete(conn)
   }
 
   /** Closes every connection the lane holds (the emulator is stopping). */
