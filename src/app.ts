@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import { HistoryStore } from './accounts/history.ts'
 import { AuditLog, loadAuditKey } from './audit/audit-log.ts'
-import { type Capabilities, describeEgress } from './capabilities.ts'
+import { type Capabilities, describeCapabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { FaultInjector } from './control/faults.ts'
 import { RequestJournal } from './control/journal.ts'
@@ -27,12 +27,11 @@ import { stateRoutes } from './http/routes/state.ts'
 import { uiRoutes } from './http/routes/ui.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
-import type { SandboxEngine } from './sandboxes/engine.ts'
+import { createSandboxDomain, type SandboxDomain } from './sandboxes/domain.ts'
+import type { EngineInfo, SandboxEngine } from './sandboxes/engine.ts'
 import { FS_VIEW, FS_VIEW_LABEL } from './sandboxes/fs-view.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import { LABEL } from './sandboxes/labels.ts'
-import type { Sandbox } from './sandboxes/sandbox.ts'
-import { SandboxService } from './sandboxes/service.ts'
 import { SnapshotStore } from './sandboxes/snapshot-store.ts'
 import { SandboxStateStore } from './sandboxes/state-store.ts'
 import { WarmPool } from './sandboxes/warm-pool.ts'
@@ -41,13 +40,18 @@ export interface AppDeps {
   config: Config
   engine: SandboxEngine
   identity: InstanceIdentity
-  capabilities: Capabilities
+  /** What the engine said at start, for capabilities (null or left out: not asked). */
+  engineInfo?: EngineInfo | null
   clock?: Clock
 }
 
 export interface App {
   app: FastifyInstance
-  service: SandboxService
+  /** The sandbox domain: registry, lifecycle, exec and files, checkpoints, lookups for the proxies. */
+  sandboxes: SandboxDomain
+  identity: InstanceIdentity
+  /** What this emulator can really do, as GET /_emulator/capabilities says it (egress as of now). */
+  capabilities: () => Capabilities
   /** url(port)'s connections into sandboxes; `closeConnections(runId)` before a checkpoint. */
   proxy: GuestProxy
   audit: AuditLog
@@ -93,7 +97,7 @@ export function buildApp(deps: AppDeps): App {
     },
   })
   const profiles = NetworkProfiles.load(config.networkProfilesFile)
-  // The proxy asks the service which sandbox is at an address; the service is made just below.
+  // The proxy asks the domain which sandbox is at an address; the domain is made just below.
   const egress: EgressGateway = new EgressGateway({
     engine,
     identity,
@@ -101,11 +105,11 @@ export function buildApp(deps: AppDeps): App {
     resolver: hostResolver(config.egressHosts),
     logger: app.log,
     sandboxes: {
-      at: (address): Promise<Sandbox | undefined> => service.egressSandboxAt(address),
-      blocked: (sandbox, blocked) => service.noteNetworkBlocked(sandbox, blocked),
+      at: (address) => sandboxes.egressSources.at(address),
+      blocked: (sandbox, blocked) => sandboxes.egressSources.blocked(sandbox, blocked),
     },
   })
-  const service = new SandboxService({
+  const sandboxes = createSandboxDomain({
     engine,
     clock,
     pricing: config.pricing,
@@ -113,7 +117,7 @@ export function buildApp(deps: AppDeps): App {
     logger: app.log,
     execOutputLimit: config.execOutputLimit,
     snapshots: new SnapshotStore(identity.dataDir),
-    state: new SandboxStateStore(identity.dataDir),
+    records: new SandboxStateStore(identity.dataDir),
     pool,
     strict: config.strict,
     beforeCheckpoint: async (runId) => {
@@ -127,58 +131,74 @@ export function buildApp(deps: AppDeps): App {
   const audit = new AuditLog(identity.dataDir, loadAuditKey(identity.dataDir, config.auditKey), () =>
     clock.now(),
   )
-  audit.follow(service.events)
+  audit.follow(sandboxes.events)
   const history = new HistoryStore(identity.dataDir)
-  history.follow(service.events)
+  history.follow(sandboxes.events)
 
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
-  const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, service, app.log)
+  const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, sandboxes, app.log)
   const faults = new FaultInjector()
   const journal = new RequestJournal()
   registerControlHooks(app, faults, journal)
   app.register(
     async (v1) => {
       requireApiKey(v1, config.apiKeys)
-      runRoutes(v1, service, profiles)
+      runRoutes(v1, sandboxes, profiles)
       networkProfileRoutes(v1, profiles)
-      execRoutes(v1, service)
-      stateRoutes(v1, service)
-      accountRoutes(v1, { service, history, audit, pricing: config.pricing, clock })
+      execRoutes(v1, sandboxes.guest)
+      stateRoutes(v1, sandboxes)
+      accountRoutes(v1, { registry: sandboxes.registry, history, audit, pricing: config.pricing, clock })
       notImplementedRoutes(v1)
-      v1.register(async (files) => fileRoutes(files, service, config.uploadLimit))
+      v1.register(async (files) => fileRoutes(files, sandboxes.guest, config.uploadLimit))
     },
     { prefix: '/v1' },
   )
-  const capabilities = () => ({
-    ...deps.capabilities,
-    egress: describeEgress(egress.status()),
-    proxy_fast_lane: config.fastProxy,
-    cdp_root_discovery: config.cdpDiscovery,
-  })
+  const capabilities = () =>
+    describeCapabilities({
+      engine: deps.engineInfo ?? null,
+      memory: engine.memorySupport(),
+      config,
+      egress: egress.status(),
+    })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
   app.register(
     async (control) =>
-      controlRoutes(control, { service, seeder, faults, journal, clock, adminToken: config.adminToken }),
+      controlRoutes(control, { sandboxes, seeder, faults, journal, clock, adminToken: config.adminToken }),
     { prefix: '/_emulator' },
   )
   // The dashboard: a static page under the emulator's own prefix; its script calls /v1 with a key.
   app.register(async (ui) => uiRoutes(ui), { prefix: '/_emulator' })
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
-  proxy.followLifecycle(service.events)
-  app.register(async (guest) => proxyRoutes(guest, service, proxy), { prefix: '/v1' })
+  proxy.followLifecycle(sandboxes.events)
+  const targets = sandboxes.proxyTargets
+  app.register(async (guest) => proxyRoutes(guest, targets, proxy), { prefix: '/v1' })
   // The same proxy for DevTools clients that drop url(port)'s prefix (see cdp-discovery.ts).
-  app.register(async (cdp) => cdpDiscoveryRoutes(cdp, service, proxy, config.cdpDiscovery))
-  proxyUpgrades(app.server, service, proxy, app.log, faults)
-  if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(service, faults, journal))
+  app.register(async (cdp) => cdpDiscoveryRoutes(cdp, targets, proxy, config.cdpDiscovery))
+  proxyUpgrades(app.server, targets, proxy, app.log, faults)
+  if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(targets, faults, journal))
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => {
-    service.close()
+    sandboxes.close()
     await pool.drain()
     await egress.close()
   })
-  return { app, service, proxy, audit, history, pool, egress, faults, journal, clock, seeder }
+  return {
+    app,
+    sandboxes,
+    identity,
+    capabilities,
+    proxy,
+    audit,
+    history,
+    pool,
+    egress,
+    faults,
+    journal,
+    clock,
+    seeder,
+  }
 }
 
 /**

@@ -1,3 +1,4 @@
+import type { Config } from './config.ts'
 import type { EgressStatus } from './egress/gateway.ts'
 import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
 
@@ -25,11 +26,11 @@ export interface Capabilities {
     strict: boolean
   }
   /** Egress policies (network, network_profile), as of the moment asked (see describeEgress). */
-  egress?: EgressCapability
+  egress: EgressCapability
   /** url(port)'s fast lane (src/proxy/fast): ordinary proxied requests skip Node's HTTP server and client. */
-  proxy_fast_lane?: boolean
+  proxy_fast_lane: boolean
   /** DevTools discovery at the emulator's root (/json/version), for clients that drop url(port)'s prefix. */
-  cdp_root_discovery?: { enabled: boolean; port: number; why: string }
+  cdp_root_discovery: { enabled: boolean; port: number; why: string }
 }
 
 export interface EgressCapability {
@@ -49,8 +50,17 @@ export interface EgressCapability {
   note: string
 }
 
+/** What capabilities are made of: the engine's answers at start, the settings, egress as of now. */
+export interface CapabilityFacts {
+  /** What the engine said at start (null: not asked, as in tests on the fake engine). */
+  engine: EngineInfo | null
+  memory: MemorySupport
+  config: Pick<Config, 'execOutputLimit' | 'strict' | 'fastProxy' | 'cdpDiscovery'>
+  egress: EgressStatus
+}
+
 /** What egress enforcement does here, for GET /_emulator/capabilities. */
-export function describeEgress(status: EgressStatus): EgressCapability {
+function describeEgress(status: EgressStatus): EgressCapability {
   return {
     enforced: status.available,
     how: 'a sandbox with a policy joins an internal Docker network (no route out, no traffic between sandboxes) whose only way out is the egress proxy; sandboxes without a policy use the usual network, unchanged',
@@ -67,12 +77,7 @@ export function describeEgress(status: EgressStatus): EgressCapability {
   }
 }
 
-export function describeCapabilities(
-  engine: EngineInfo | null,
-  execOutputLimit: number,
-  memory: MemorySupport = { available: false, reason: 'unknown engine' },
-  strict = false,
-): Capabilities {
+export function describeCapabilities({ engine, memory, config, egress }: CapabilityFacts): Capabilities {
   return {
     engine,
     limits: {
@@ -83,7 +88,7 @@ export function describeCapabilities(
         "disk_mib is recorded and reported but not enforced: Docker can cap a container's writable layer only on overlay2 over xfs with project quotas" +
         (engine ? ` (this engine: ${engine.storageDriver} on ${engine.backingFs ?? 'unknown fs'})` : ''),
     },
-    exec: { output_limit_bytes: execOutputLimit, timeout_kills_process_tree: true },
+    exec: { output_limit_bytes: config.execOutputLimit, timeout_kills_process_tree: true },
     memory_state: {
       criu: memory.available,
       reason: memory.available
@@ -92,7 +97,10 @@ export function describeCapabilities(
       snapshot: memory.available ? 'files+memory' : 'files',
       fork: memory.available ? 'files+memory' : 'files',
       hibernate: memory.available ? 'checkpoint' : 'pause',
-      strict,
+      strict: config.strict,
     },
+    egress: describeEgress(egress),
+    proxy_fast_lane: config.fastProxy,
+    cdp_root_discovery: config.cdpDiscovery,
   }
 }

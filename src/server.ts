@@ -1,15 +1,15 @@
 import { createServer as createNetServer, type Server } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { type App, buildApp } from './app.ts'
-import { describeCapabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { runInitScripts } from './control/seed.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
 import { type Clock, VirtualClock } from './sandboxes/clock.ts'
+import type { SandboxDomain } from './sandboxes/domain.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
 import { loadIdentity } from './sandboxes/identity.ts'
-import type { SandboxService } from './sandboxes/service.ts'
+import type { InstanceIdentity } from './sandboxes/labels.ts'
 import type { WarmPool } from './sandboxes/warm-pool.ts'
 
 export interface RunningServer {
@@ -17,7 +17,9 @@ export interface RunningServer {
   apiUrl: string
   port: number
   app: FastifyInstance
-  service: SandboxService
+  sandboxes: SandboxDomain
+  /** This emulator instance: its id (on every container's labels) and data dir. */
+  identity: InstanceIdentity
   pool: WarmPool
   /** Everything the app was built from (control plane handles, stores). */
   built: App
@@ -45,22 +47,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const identity = loadIdentity(config.dataDir)
   const engine =
     options.engine ??
-    new DockerEngine(createDockerClient(), {
+    (await DockerEngine.connect(createDockerClient(), {
       network: config.network,
       pullTimeoutMs: config.pullTimeoutMs,
       pull: config.pull,
       criu: config.criu,
-    })
-  const info = await engine.info()
-  const capabilities = describeCapabilities(
-    info,
-    config.execOutputLimit,
-    engine.memorySupport(),
-    config.strict,
-  )
+    }))
+  const engineInfo = await engine.info()
   const clock = options.clock ?? (config.clock === 'virtual' ? new VirtualClock() : undefined)
-  const built = buildApp({ config, engine, identity, capabilities, clock })
-  const { app, service } = built
+  const built = buildApp({ config, engine, identity, engineInfo, clock })
+  const { app, sandboxes } = built
+  const capabilities = built.capabilities()
   app.log.info({ capabilities }, 'engine capabilities')
   const memory = capabilities.memory_state
   if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
@@ -71,7 +68,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   )
 
   const { pool } = built
-  const recovered = await service.recover()
+  const recovered = await sandboxes.recover()
   if (recovered.adopted || recovered.reaped) app.log.info(recovered, 'recovered sandboxes from the engine')
 
   // The SDK's default image is kept warm from the start (its refill fails quietly if it is not here).
@@ -89,7 +86,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     apiUrl: listening.url,
     port: listening.port,
     app,
-    service,
+    sandboxes,
+    identity,
     pool,
     built,
     close: async () => {

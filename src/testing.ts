@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { loadConfig } from './config.ts'
 import type { Fault, FaultSpec } from './control/faults.ts'
 import type { JournalEntry } from './control/journal.ts'
+import { resetSandboxes, resetToSeed } from './control/reset.ts'
 import { VirtualClock } from './sandboxes/clock.ts'
 import { hashApiKey as hashKey } from './sandboxes/ids.ts'
 import { startServer } from './server.ts'
@@ -86,16 +87,12 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
         return new Date(clock.advance(seconds * 1000))
       },
     },
-    async reset(apiKey) {
-      const result = await server.service.reset(apiKey ? hashKey(apiKey) : undefined)
-      await built.seeder.apply()
-      return result
-    },
+    reset: (apiKey) => resetToSeed(server.sandboxes, built.seeder, apiKey ? hashKey(apiKey) : undefined),
     requests: (filter = {}) => journal.query(filter),
     async stop() {
-      await server.service.reset()
+      await resetSandboxes(server.sandboxes)
       // A temporary data dir goes away with its snapshots' images; a given one keeps its seed.
-      if (ownDir) await server.service.deleteSharedSnapshots()
+      if (ownDir) await server.sandboxes.snapshots.deleteShared()
       await server.close()
       if (ownDir) rmSync(dataDir, { recursive: true, force: true })
     },

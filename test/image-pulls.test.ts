@@ -60,7 +60,7 @@ async function emulatorWith(env: Record<string, string>) {
     client: new Isorun({ apiUrl: server.apiUrl, apiKey: 'pulls-test' }),
     async close() {
       await server.close()
-      await removeContainers([`${LABEL.instance}=${server.service.identity.instanceId}`])
+      await removeContainers([`${LABEL.instance}=${server.identity.instanceId}`])
       rmSync(dataDir, { recursive: true, force: true })
     },
   }

@@ -31,7 +31,7 @@ describeWithDocker('the warm pool', () => {
         ISORUN_EMULATOR_POOL: '2',
       }),
     )
-    instance = server.service.identity.instanceId
+    instance = server.identity.instanceId
     isorun = new Isorun({ apiUrl: server.apiUrl, apiKey: 'pool-test' })
   })
   afterAll(async () => {

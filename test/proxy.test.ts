@@ -435,7 +435,7 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
 
   it('answers a sandbox that is not running with 409', async () => {
     const id = await createRun()
-    const sandbox = t.service.get(hashApiKey('k1'), id)
+    const sandbox = t.sandboxes.registry.get(hashApiKey('k1'), id)
     sandbox.status = 'destroying'
     const res = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}/proxy/${guestPort}/` })
     expect(res.statusCode).toBe(409)
@@ -473,7 +473,7 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
   it('proxies to the guest, rewrites Location, and announces proxy.opened once per port', async () => {
     const id = await createRun()
     const events: SandboxEvent[] = []
-    t.service.events.on((e) => {
+    t.sandboxes.events.on((e) => {
       if (e.event === 'proxy.opened') events.push(e)
     })
     const first = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}/proxy/${guestPort}/a?b=1` })

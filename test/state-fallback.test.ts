@@ -25,7 +25,7 @@ async function startWithoutCriu(extra: Record<string, string> = {}) {
   const client = new Isorun({ apiUrl: server.apiUrl, apiKey: 'fallback-key' })
   const stop = async () => {
     client.close()
-    const instance = server.service.identity.instanceId
+    const instance = server.identity.instanceId
     await server.close()
     await removeContainers([`${LABEL.instance}=${instance}`])
     rmSync(dataDir, { recursive: true, force: true })

@@ -4,8 +4,10 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
 import { z } from 'zod'
+import type { SandboxDomain } from '../sandboxes/domain.ts'
 import { hashApiKey } from '../sandboxes/ids.ts'
-import { type Logger, type SandboxService, SHARED_OWNER } from '../sandboxes/service.ts'
+import type { Logger } from '../sandboxes/logger.ts'
+import { SHARED_OWNER } from '../sandboxes/snapshot-store.ts'
 
 const run = promisify(execFile)
 
@@ -62,12 +64,16 @@ const SEED_BUILDER = 'seed-builder'
  */
 export class Seeder {
   private readonly seed: SeedFile | undefined
-  private readonly service: SandboxService
+  private readonly sandboxes: Pick<SandboxDomain, 'lifecycle' | 'guest' | 'checkpoints' | 'snapshots'>
   private readonly log: Logger
 
-  constructor(seed: SeedFile | undefined, service: SandboxService, log: Logger) {
+  constructor(
+    seed: SeedFile | undefined,
+    sandboxes: Pick<SandboxDomain, 'lifecycle' | 'guest' | 'checkpoints' | 'snapshots'>,
+    log: Logger,
+  ) {
     this.seed = seed
-    this.service = service
+    this.sandboxes = sandboxes
     this.log = log
   }
 
@@ -75,16 +81,16 @@ export class Seeder {
     if (!this.seed) return { snapshots: 0, sandboxes: 0 }
     let snapshots = 0
     for (const spec of this.seed.snapshots) {
-      if (this.service.hasSnapshot(spec.snapshot_id)) continue
+      if (this.sandboxes.snapshots.has(spec.snapshot_id)) continue
       const builder = await this.prepare(SEED_BUILDER, spec, 0)
       try {
-        await this.service.snapshot(SEED_BUILDER, builder, {
+        await this.sandboxes.checkpoints.snapshot(SEED_BUILDER, builder, {
           snapshotId: spec.snapshot_id,
           owner: spec.api_key ? hashApiKey(spec.api_key) : SHARED_OWNER,
         })
         snapshots++
       } finally {
-        await this.service.destroy(SEED_BUILDER, builder)
+        await this.sandboxes.lifecycle.destroy(SEED_BUILDER, builder)
       }
     }
     for (const spec of this.seed.sandboxes) await this.prepare(hashApiKey(spec.api_key), spec, spec.timeout)
@@ -94,7 +100,7 @@ export class Seeder {
   }
 
   private async prepare(owner: string, spec: z.infer<typeof Prepared>, timeoutSec: number): Promise<string> {
-    const s = await this.service.create(owner, {
+    const s = await this.sandboxes.lifecycle.create(owner, {
       image: spec.image,
       vcpus: spec.vcpus,
       memMib: spec.mem_mib,
@@ -104,12 +110,12 @@ export class Seeder {
     })
     for (const [path, content] of Object.entries(spec.files)) {
       const bytes = Buffer.from(content, 'utf8')
-      await this.service.writeFile(owner, s.id, path, bytes.length, Readable.from([bytes]))
+      await this.sandboxes.guest.writeFile(owner, s.id, path, bytes.length, Readable.from([bytes]))
     }
     for (const command of spec.commands) {
-      const r = await this.service.exec(owner, s.id, command, 600)
+      const r = await this.sandboxes.guest.exec(owner, s.id, command, 600)
       if (r.exit_code !== 0) {
-        await this.service.destroy(owner, s.id).catch(() => {})
+        await this.sandboxes.lifecycle.destroy(owner, s.id).catch(() => {})
         throw new Error(`seed command failed (exit ${r.exit_code}): ${command}\n${r.stderr || r.stdout}`)
       }
     }

@@ -45,19 +45,57 @@ export interface DockerEngineOptions {
   criu: 'auto' | 'off'
 }
 
-/** SandboxEngine on the Docker Engine API (dockerode). Docker errors are translated here. */
+/** What start-up learns of the engine once, before the engine object exists. */
+interface Probed {
+  hostCpus: number
+  cgroupVersion: string
+  rootDir: string
+  /** Docker's init binary, bind-mounted into each sandbox; undefined when not found on this host. */
+  initPath: string | undefined
+  memory: MemorySupport
+}
+
+/**
+ * SandboxEngine on the Docker Engine API (dockerode). Docker errors are translated here. Made by
+ * `connect()`, which asks Docker what it needs to know first, so no method can run before that.
+ */
 export class DockerEngine implements SandboxEngine {
   private readonly docker: Docker
   private readonly opts: DockerEngineOptions
-  private hostCpus: number | undefined
-  private memory: MemorySupport = { available: false, reason: 'not probed yet' }
-  private sandboxState: SandboxState | undefined
-  private initPath: string | undefined
-  private cgroupVersion = '1'
+  private readonly hostCpus: number
+  private readonly memory: MemorySupport
+  private readonly checkpointing: SandboxState
+  private readonly initPath: string | undefined
+  private readonly cgroupVersion: string
 
-  constructor(docker: Docker, opts: DockerEngineOptions) {
+  /** Throws engine_unavailable when Docker cannot be reached. */
+  static async connect(docker: Docker, opts: DockerEngineOptions): Promise<DockerEngine> {
+    try {
+      const info = await docker.info()
+      const memory: MemorySupport =
+        opts.criu === 'off'
+          ? { available: false, reason: 'disabled by configuration (ISORUN_EMULATOR_CRIU=off)' }
+          : await detectCriu(Boolean(info.ExperimentalBuild), info.DockerRootDir)
+      return new DockerEngine(docker, opts, {
+        hostCpus: info.NCPU,
+        cgroupVersion: String(info.CgroupVersion ?? '1'),
+        rootDir: info.DockerRootDir,
+        initPath: await resolveInitBinary(String(info.InitBinary || 'docker-init')),
+        memory,
+      })
+    } catch (err) {
+      throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
+    }
+  }
+
+  private constructor(docker: Docker, opts: DockerEngineOptions, probed: Probed) {
     this.docker = docker
     this.opts = opts
+    this.hostCpus = probed.hostCpus
+    this.cgroupVersion = probed.cgroupVersion
+    this.initPath = probed.initPath
+    this.memory = probed.memory
+    this.checkpointing = new SandboxState(docker, probed.rootDir)
   }
 
   async ping(): Promise<void> {
@@ -71,16 +109,6 @@ export class DockerEngine implements SandboxEngine {
   async info(): Promise<EngineInfo> {
     try {
       const [info, version] = await Promise.all([this.docker.info(), this.docker.version()])
-      this.hostCpus = info.NCPU
-      this.cgroupVersion = String(info.CgroupVersion ?? '1')
-      this.sandboxState ??= new SandboxState(this.docker, info.DockerRootDir)
-      this.initPath ??= await resolveInitBinary(String(info.InitBinary || 'docker-init'))
-      if (this.memory.reason === 'not probed yet') {
-        this.memory =
-          this.opts.criu === 'off'
-            ? { available: false, reason: 'disabled by configuration (ISORUN_EMULATOR_CRIU=off)' }
-            : await detectCriu(Boolean(info.ExperimentalBuild), info.DockerRootDir)
-      }
       const driverStatus = (info.DriverStatus ?? []) as [string, string][]
       return {
         engine: 'docker',
@@ -111,11 +139,11 @@ export class DockerEngine implements SandboxEngine {
   }
 
   async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
-    return this.state().snapshot(containerId, request)
+    return this.checkpointing.snapshot(containerId, request)
   }
 
   restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
-    return this.state().restore(stored, spec, this.containerSettings())
+    return this.checkpointing.restore(stored, spec, this.containerSettings())
   }
 
   async deleteSnapshot(stored: StoredSnapshot): Promise<void> {
@@ -135,17 +163,11 @@ export class DockerEngine implements SandboxEngine {
   }
 
   hibernate(containerId: string, withMemory: boolean): Promise<void> {
-    return this.state().hibernate(containerId, withMemory)
+    return this.checkpointing.hibernate(containerId, withMemory)
   }
 
   resume(containerId: string, withMemory: boolean): Promise<void> {
-    return this.state().resume(containerId, withMemory)
-  }
-
-  /** Needs Docker's root dir, known once info() has run (the server calls it first). */
-  private state(): SandboxState {
-    if (!this.sandboxState) throw Errors.engine('engine used before info(): Docker root dir unknown')
-    return this.sandboxState
+    return this.checkpointing.resume(containerId, withMemory)
   }
 
   async create(spec: SandboxSpec): Promise<string> {
@@ -258,8 +280,7 @@ export class DockerEngine implements SandboxEngine {
           let state: ManagedSandbox['state'] = 'stopped'
           if (c.State === 'running') state = 'running'
           else if (c.State === 'paused') state = 'hibernated'
-          else if (this.sandboxState && (await this.sandboxState.isHibernatedWithMemory(c.Id)))
-            state = 'hibernated'
+          else if (await this.checkpointing.isHibernatedWithMemory(c.Id)) state = 'hibernated'
           return { containerId: c.Id, state, labels: c.Labels ?? {} }
         }),
       )

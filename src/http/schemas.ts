@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { InvalidImageReference, parseImageReference } from '../images/reference.ts'
+import { MAX_FORK_COUNT } from '../sandboxes/checkpoints.ts'
 
 /**
  * Wire schemas, snake_case exactly as isorun@1.0.1 sends them. Defaults are the SDK's documented ones.
@@ -89,7 +90,7 @@ export const PathQuery = z.object({
 })
 
 export const ForkBody = z.object({
-  count: z.number().int().min(1).max(20).default(1),
+  count: z.number().int().min(1).max(MAX_FORK_COUNT).default(1),
 })
 
 export const RestoreBody = z.object({

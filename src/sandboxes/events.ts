@@ -1,3 +1,5 @@
+import type { Clock } from './clock.ts'
+import type { Logger } from './logger.ts'
 import type { Sandbox } from './sandbox.ts'
 
 /**
@@ -33,6 +35,13 @@ export type SandboxListener = (e: SandboxEvent) => void
 
 export class SandboxEvents {
   private readonly listeners: SandboxListener[] = []
+  private readonly clock: Clock
+  private readonly log: Logger
+
+  constructor(clock: Clock, log: Logger) {
+    this.clock = clock
+    this.log = log
+  }
 
   on(listener: SandboxListener): () => void {
     this.listeners.push(listener)
@@ -42,13 +51,14 @@ export class SandboxEvents {
     }
   }
 
-  /** Listeners run synchronously, in order; one that throws does not stop the others or the caller. */
-  emit(e: SandboxEvent, onError: (err: unknown) => void): void {
+  /** Listeners run synchronously, in order; one that throws is logged and stops neither the others nor the caller. */
+  emit(event: SandboxEventName, sandbox: Sandbox, data: Record<string, unknown> = {}): void {
+    const e: SandboxEvent = { event, sandbox, at: this.clock.now(), data }
     for (const l of this.listeners) {
       try {
         l(e)
       } catch (err) {
-        onError(err)
+        this.log.error({ runId: sandbox.id, event, err }, 'sandbox event listener failed')
       }
     }
   }

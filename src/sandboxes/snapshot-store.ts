@@ -4,6 +4,9 @@ import type { EgressPolicy } from '../egress/policy.ts'
 import { readJson, writeJsonAtomic } from '../store/files.ts'
 import type { StoredSnapshot } from './engine.ts'
 
+/** Owner of seeded snapshots that every key may list and restore. */
+export const SHARED_OWNER = '*'
+
 /** A snapshot as the domain keeps it; `stored` is the engine's handle on the artifacts. */
 export interface SnapshotRecord {
   id: string

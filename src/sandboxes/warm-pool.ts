@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Clock } from './clock.ts'
 import type { SandboxEngine } from './engine.ts'
-import type { Logger } from './service.ts'
+import type { Logger } from './logger.ts'
 
 /** What makes two sandboxes interchangeable before anyone owns them. */
 export interface PoolKey {

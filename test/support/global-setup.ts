@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import Docker from 'dockerode'
 import type { TestProject } from 'vitest/node'
 import { loadConfig } from '../../src/config.ts'
+import { resetSandboxes } from '../../src/control/reset.ts'
 import { LABEL } from '../../src/sandboxes/labels.ts'
 import { startServer } from '../../src/server.ts'
 import { removeContainers } from './cleanup.ts'
@@ -62,11 +63,11 @@ export default async function setup(project: TestProject) {
     ISORUN_EMULATOR_EGRESS_HOSTS: EGRESS_TEST_HOSTS,
   })
   const server = await startServer(config)
-  const { instanceId } = server.service.identity
+  const { instanceId } = server.identity
   project.provide('apiUrl', server.apiUrl)
   project.provide('dockerSkipReason', '')
   project.provide('instanceId', instanceId)
-  project.provide('dataDir', server.service.identity.dataDir)
+  project.provide('dataDir', server.identity.dataDir)
 
   return async () => {
     const left = await docker.listContainers({
@@ -74,7 +75,7 @@ export default async function setup(project: TestProject) {
       filters: { label: [`${LABEL.instance}=${instanceId}`] },
     })
     // Snapshots tests kept (their images live in Docker, not in the temp data dir) go too.
-    await server.service.reset()
+    await resetSandboxes(server.sandboxes)
     await server.close()
     await removeContainers([`${LABEL.instance}=${instanceId}`])
     rmSync(dataDir, { recursive: true, force: true })

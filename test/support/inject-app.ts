@@ -1,5 +1,4 @@
 import { type App, buildApp } from '../../src/app.ts'
-import { describeCapabilities } from '../../src/capabilities.ts'
 import { loadConfig } from '../../src/config.ts'
 import type { Clock } from '../../src/sandboxes/clock.ts'
 import { loadIdentity } from '../../src/sandboxes/identity.ts'
@@ -24,7 +23,6 @@ export function buildInjectApp(
     engine,
     clock: options.clock,
     identity: loadIdentity(dataDir),
-    capabilities: describeCapabilities(null, config.execOutputLimit),
   })
   return { ...built, engine }
 }

@@ -5,12 +5,12 @@ import type { AuditLog } from '../../audit/audit-log.ts'
 import type { PricingConfig } from '../../config.ts'
 import { Errors } from '../../errors.ts'
 import type { Clock } from '../../sandboxes/clock.ts'
-import type { SandboxService } from '../../sandboxes/service.ts'
+import type { SandboxRegistry } from '../../sandboxes/registry.ts'
 import { RunParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
 
 export interface AccountDeps {
-  service: SandboxService
+  registry: SandboxRegistry
   history: HistoryStore
   audit: AuditLog
   pricing: PricingConfig
@@ -19,10 +19,10 @@ export interface AccountDeps {
 
 /** Usage, history and each sandbox's audit log, per API key. */
 export function accountRoutes(app: FastifyInstance, deps: AccountDeps): void {
-  const { service, history, audit } = deps
+  const { registry, history, audit } = deps
 
   app.get('/usage', async (request) =>
-    usageOf(deps.pricing, service.list(request.owner), history.list(request.owner), deps.clock.now()),
+    usageOf(deps.pricing, registry.list(request.owner), history.list(request.owner), deps.clock.now()),
   )
 
   app.get('/runs/history', async (request) => ({
@@ -32,7 +32,7 @@ export function accountRoutes(app: FastifyInstance, deps: AccountDeps): void {
   // One JSON object per line. Kept after destroy for as long as the sandbox's history entry is.
   app.get('/runs/:id/audit', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
-    const known = service.list(request.owner).some((s) => s.id === id) || history.get(request.owner, id)
+    const known = registry.list(request.owner).some((s) => s.id === id) || history.get(request.owner, id)
     if (!known) throw Errors.runNotFound(id)
     return reply.header('content-type', 'application/x-ndjson').send(audit.read(id) ?? '')
   })

@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Config } from '../../config.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
 import type { GuestProxy } from '../../proxy/guest-proxy.ts'
-import type { ProxyTarget, SandboxService } from '../../sandboxes/service.ts'
+import type { ProxyTarget, ProxyTargets } from '../../sandboxes/proxy-targets.ts'
 import { guestTarget, passBodiesThrough } from './proxy.ts'
 
 /**
@@ -16,7 +16,7 @@ import { guestTarget, passBodiesThrough } from './proxy.ts'
  */
 export function cdpDiscoveryRoutes(
   app: FastifyInstance,
-  service: SandboxService,
+  targets: ProxyTargets,
   proxy: GuestProxy,
   settings: Config['cdpDiscovery'],
 ): void {
@@ -31,8 +31,8 @@ export function cdpDiscoveryRoutes(
         { port },
       )
     }
-    const browser = await theOneBrowser(service, proxy, port)
-    const target = guestTarget(service, browser, port, request.raw.url ?? '/')
+    const browser = await theOneBrowser(targets, proxy, port)
+    const target = guestTarget(targets, browser, port, request.raw.url ?? '/')
     await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
   }
   app.get('/json', handler)
@@ -41,8 +41,8 @@ export function cdpDiscoveryRoutes(
   app.put('/json/*', handler)
 }
 
-async function theOneBrowser(service: SandboxService, proxy: GuestProxy, port: number): Promise<ProxyTarget> {
-  const running = await service.runningProxyTargets()
+async function theOneBrowser(targets: ProxyTargets, proxy: GuestProxy, port: number): Promise<ProxyTarget> {
+  const running = await targets.running()
   const open = await Promise.all(running.map((t) => proxy.isListening(t.address, port)))
   const serving = running.filter((_, i) => open[i])
   const [only] = serving

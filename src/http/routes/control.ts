@@ -2,16 +2,17 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { type FaultInjector, FaultSpec } from '../../control/faults.ts'
 import type { RequestJournal } from '../../control/journal.ts'
+import { resetToSeed } from '../../control/reset.ts'
 import type { Seeder } from '../../control/seed.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
 import { bearerToken } from '../../net/bearer.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
+import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
-import type { SandboxService } from '../../sandboxes/service.ts'
 import { parse } from '../validate.ts'
 
 export interface ControlDeps {
-  service: SandboxService
+  sandboxes: SandboxDomain
   seeder: Seeder
   faults: FaultInjector
   journal: RequestJournal
@@ -38,7 +39,7 @@ const IdParams = z.object({ id: z.string().min(1) })
  * request journal. Open on loopback; with --admin-token every call needs that bearer token.
  */
 export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
-  const { faults, journal, service } = deps
+  const { faults, journal } = deps
   if (deps.adminToken) {
     const admin = deps.adminToken
     app.addHook('onRequest', async (request) => {
@@ -73,10 +74,7 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
 
   app.post('/reset', async (request) => {
     const { api_key } = parse(ResetBody, request.body, 'body')
-    const result = await service.reset(api_key ? hashApiKey(api_key) : undefined)
-    // Back to the seed state, not to nothing.
-    await deps.seeder.apply()
-    return result
+    return resetToSeed(deps.sandboxes, deps.seeder, api_key ? hashApiKey(api_key) : undefined)
   })
 
   app.get('/requests', async (request) => {

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify'
-import type { SandboxService } from '../../sandboxes/service.ts'
+import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
 import { ExecBody, RunParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
 
-export function execRoutes(app: FastifyInstance, service: SandboxService): void {
+export function execRoutes(app: FastifyInstance, guest: GuestOperations): void {
   app.post('/runs/:id/exec', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { command, timeout } = parse(ExecBody, request.body, 'body')
-    return service.exec(request.owner, id, command, timeout)
+    return guest.exec(request.owner, id, command, timeout)
   })
 }

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { EmulatorError } from '../../errors.ts'
-import type { SandboxService } from '../../sandboxes/service.ts'
+import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
 import { PathQuery, RunParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
 
@@ -9,7 +9,7 @@ import { parse } from '../validate.ts'
  * Files in a sandbox. Uploads are raw bytes of any content type (the SDK sends octet-stream), streamed
  * into the sandbox without being held in memory when the request says its length.
  */
-export function fileRoutes(app: FastifyInstance, service: SandboxService, uploadLimit: number): void {
+export function fileRoutes(app: FastifyInstance, guest: GuestOperations, uploadLimit: number): void {
   // Every body in this scope is a file's bytes, whatever its content type (even application/json).
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
@@ -18,14 +18,14 @@ export function fileRoutes(app: FastifyInstance, service: SandboxService, upload
     const { id } = parse(RunParams, request.params, 'params')
     const { path } = parse(PathQuery, request.query, 'query')
     const { size, content } = await uploadBody(request, uploadLimit)
-    await service.writeFile(request.owner, id, path, size, content)
+    await guest.writeFile(request.owner, id, path, size, content)
     return reply.status(204).send()
   })
 
   app.get('/runs/:id/files/download', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { path } = parse(PathQuery, request.query, 'query')
-    const file = await service.readFile(request.owner, id, path)
+    const file = await guest.readFile(request.owner, id, path)
     return reply
       .header('content-type', 'application/octet-stream')
       .header('content-length', String(file.size))
@@ -35,7 +35,7 @@ export function fileRoutes(app: FastifyInstance, service: SandboxService, upload
   app.get('/runs/:id/files', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { path } = parse(PathQuery, request.query, 'query')
-    return { entries: await service.listDir(request.owner, id, path) }
+    return { entries: await guest.listDir(request.owner, id, path) }
   })
 }
 

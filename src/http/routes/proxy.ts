@@ -10,7 +10,7 @@ import type { GuestProxy } from '../../proxy/guest-proxy.ts'
 import { guestPath, isProxyUrl, parseProxyUrl, proxyPrefix } from '../../proxy/proxy-url.ts'
 import { isCdpDiscovery } from '../../proxy/rewrite.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
-import type { ProxyTarget, SandboxService } from '../../sandboxes/service.ts'
+import type { ProxyTarget, ProxyTargets } from '../../sandboxes/proxy-targets.ts'
 import { journalEntry } from '../control-hooks.ts'
 import { errorResponse } from '../raw-reply.ts'
 
@@ -19,10 +19,10 @@ import { errorResponse } from '../raw-reply.ts'
  * WebSocket upgrades too. The URL embeds the sandbox's unguessable run id and is itself the credential,
  * so these routes live outside the bearer-auth scope (a bearer header is accepted, and not forwarded).
  */
-export function proxyRoutes(app: FastifyInstance, service: SandboxService, proxy: GuestProxy): void {
+export function proxyRoutes(app: FastifyInstance, targets: ProxyTargets, proxy: GuestProxy): void {
   passBodiesThrough(app)
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
-    const target = await resolveTarget(service, request.raw.url ?? '')
+    const target = await resolveTarget(targets, request.raw.url ?? '')
     await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
   }
   app.all('/runs/:id/proxy/:port', handler)
@@ -59,7 +59,7 @@ export function passBodiesThrough(app: FastifyInstance): void {
  */
 export function proxyUpgrades(
   server: Server,
-  service: SandboxService,
+  targets: ProxyTargets,
   proxy: GuestProxy,
   log: FastifyBaseLogger,
   faults?: FaultInjector,
@@ -84,13 +84,13 @@ export function proxyUpgrades(
     const auth = bearerToken(req.headers.authorization)
     const fault = faults?.match(req.method ?? 'GET', url.split('?')[0] ?? url, auth)
     if (fault?.action === 'drop_connection') return void socket.destroy()
-    resolveTarget(service, url)
+    resolveTarget(targets, url)
       .then((target) => proxy.upgrade(target, req, socket, head))
       .catch((err: unknown) => answerOnSocket(socket, err, log))
   })
 }
 
-async function resolveTarget(service: SandboxService, url: string): Promise<GuestTarget> {
+async function resolveTarget(targets: ProxyTargets, url: string): Promise<GuestTarget> {
   const parsed = parseProxyUrl(url)
   if (!parsed) throw new EmulatorError('route_not_found', 404, `no route ${url.split('?')[0]}`)
   const { prefix, runId, portText, port, path } = parsed
@@ -100,7 +100,7 @@ async function resolveTarget(service: SandboxService, url: string): Promise<Gues
       `must be an integer in [1, 65535], got ${JSON.stringify(portText)}`,
     )
   }
-  return guestTarget(service, await service.proxyTarget(runId), port, path, prefix)
+  return guestTarget(targets, await targets.target(runId), port, path, prefix)
 }
 
 /**
@@ -108,7 +108,7 @@ async function resolveTarget(service: SandboxService, url: string): Promise<Gues
  * `prefix` is the url(port) prefix as the client spelled it (the guest's self-references get it).
  */
 export function guestTarget(
-  service: SandboxService,
+  targets: ProxyTargets,
   { sandbox, address }: ProxyTarget,
   port: number,
   path: string,
@@ -120,8 +120,8 @@ export function guestTarget(
     port,
     prefix,
     path: guestPath(path),
-    onConnected: () => service.noteProxyOpened(sandbox, port),
-    onTraffic: () => service.noteProxyActivity(sandbox),
+    onConnected: () => targets.noteOpened(sandbox, port),
+    onTraffic: () => targets.noteTraffic(sandbox),
   }
 }
 
@@ -142,13 +142,13 @@ function answerOnSocket(socket: Duplex, err: unknown, log: FastifyBaseLogger): v
  * say (armed faults must see every request, so the lane steps aside), and the request journal.
  */
 export function fastLaneHooks(
-  service: SandboxService,
+  targets: ProxyTargets,
   faults: FaultInjector,
   journal: RequestJournal,
 ): FastLaneHooks {
   return {
     route: async (method, url) => {
-      const target = await resolveTarget(service, url)
+      const target = await resolveTarget(targets, url)
       // DevTools discovery answers are rewritten whole: the routes do that.
       return isCdpDiscovery(method, target.path) ? undefined : target
     },

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify'
+import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { toRunRecord } from '../../sandboxes/sandbox.ts'
-import type { SandboxService } from '../../sandboxes/service.ts'
 import type { SnapshotRecord } from '../../sandboxes/snapshot-store.ts'
 import { ForkBody, RestoreBody, RunParams, SnapshotParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
@@ -18,42 +18,45 @@ function toSnapshotWire(r: SnapshotRecord) {
 }
 
 /** Snapshot, restore, fork, hibernate, resume. */
-export function stateRoutes(app: FastifyInstance, service: SandboxService): void {
+export function stateRoutes(
+  app: FastifyInstance,
+  { checkpoints, snapshots }: Pick<SandboxDomain, 'checkpoints' | 'snapshots'>,
+): void {
   app.post('/runs/:id/snapshot', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return reply.status(201).send(toSnapshotWire(await service.snapshot(request.owner, id)))
+    return reply.status(201).send(toSnapshotWire(await checkpoints.snapshot(request.owner, id)))
   })
 
   app.get('/snapshots', async (request) => ({
-    snapshots: service.listSnapshots(request.owner).map(toSnapshotWire),
+    snapshots: snapshots.list(request.owner).map(toSnapshotWire),
   }))
 
   app.delete('/snapshots/:id', async (request) => {
     const { id } = parse(SnapshotParams, request.params, 'params')
-    await service.deleteSnapshot(request.owner, id)
+    await snapshots.delete(request.owner, id)
     return { status: 'deleted', snapshot_id: id }
   })
 
   app.post('/runs/restore', async (request, reply) => {
     const { snapshot_id } = parse(RestoreBody, request.body, 'body')
-    return reply.status(201).send(toRunRecord(await service.restore(request.owner, snapshot_id)))
+    return reply.status(201).send(toRunRecord(await checkpoints.restore(request.owner, snapshot_id)))
   })
 
   app.post('/runs/:id/fork', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { count } = parse(ForkBody, request.body, 'body')
-    const { forks, failed } = await service.fork(request.owner, id, count, request.injectedForkFailures)
+    const { forks, failed } = await checkpoints.fork(request.owner, id, count, request.injectedForkFailures)
     // Children that failed are reported beside the ones that started, never swallowed.
     return reply.status(201).send({ forks: forks.map(toRunRecord), failed })
   })
 
   app.post('/runs/:id/hibernate', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return toRunRecord(await service.hibernate(request.owner, id))
+    return toRunRecord(await checkpoints.hibernate(request.owner, id))
   })
 
   app.post('/runs/:id/resume', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return toRunRecord(await service.resume(request.owner, id))
+    return toRunRecord(await checkpoints.resume(request.owner, id))
   })
 }

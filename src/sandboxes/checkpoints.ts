@@ -1,0 +1,254 @@
+import { EmulatorError, Errors } from '../errors.ts'
+import type { Clock } from './clock.ts'
+import type { SandboxEngine } from './engine.ts'
+import type { SandboxEvents } from './events.ts'
+import { newSnapshotId } from './ids.ts'
+import type { SandboxLifecycle } from './lifecycle.ts'
+import type { Logger } from './logger.ts'
+import type { SandboxRegistry } from './registry.ts'
+import type { Sandbox } from './sandbox.ts'
+import type { SnapshotCatalog } from './snapshot-catalog.ts'
+import type { SnapshotRecord } from './snapshot-store.ts'
+
+/** How many children one fork may ask for. */
+export const MAX_FORK_COUNT = 20
+
+export interface ForkFailure {
+  index: number
+  code: string
+  message: string
+}
+
+export interface ForkResult {
+  forks: Sandbox[]
+  failed: ForkFailure[]
+}
+
+export interface SandboxCheckpointsOptions {
+  engine: SandboxEngine
+  clock: Clock
+  log: Logger
+  events: SandboxEvents
+  registry: SandboxRegistry
+  /** Restores and fork children are new sandboxes: the lifecycle starts them. */
+  lifecycle: SandboxLifecycle
+  /** Where snapshots go; restores go through it too, so that a delete of their snapshot waits for them. */
+  catalog: SnapshotCatalog
+  /** Fail instead of degrading when memory cannot be kept (snapshot, fork, hibernate). */
+  strict: boolean
+  /**
+   * Called before a sandbox is checkpointed: CRIU refuses established TCP connections, so the proxy
+   * closes its pooled keep-alive connections to the guest here.
+   */
+  beforeCheckpoint?: (runId: string) => Promise<void>
+}
+
+/**
+ * Capturing a sandbox and bringing a capture back: snapshot, restore, fork, hibernate, resume. Memory is
+ * kept when the engine can (CRIU), else the capture degrades to files (and hibernation to a pause), or
+ * is refused in strict mode.
+ */
+export class SandboxCheckpoints {
+  private readonly opts: SandboxCheckpointsOptions
+
+  constructor(opts: SandboxCheckpointsOptions) {
+    this.opts = opts
+  }
+
+  private get engine(): SandboxEngine {
+    return this.opts.engine
+  }
+
+  private get registry(): SandboxRegistry {
+    return this.opts.registry
+  }
+
+  private now(): number {
+    return this.opts.clock.now()
+  }
+
+  /**
+   * `as` (for the seed only): the snapshot's id and owner, instead of a new id and the sandbox's owner.
+   * A seeded snapshot owned by SHARED_OWNER can be listed and restored by every key.
+   */
+  async snapshot(
+    owner: string,
+    id: string,
+    as?: { snapshotId: string; owner: string },
+  ): Promise<SnapshotRecord> {
+    const s = this.registry.get(owner, id)
+    return this.registry.locks.run(id, async () => {
+      this.registry.assertAlive(s)
+      const record = await this.capture(s, as?.snapshotId ?? newSnapshotId())
+      if (as) record.owner = as.owner
+      this.opts.catalog.add(record)
+      this.registry.touch(owner, id)
+      this.opts.log.info(
+        { runId: id, snapshotId: record.id, memory: record.memory, sizeBytes: record.sizeBytes },
+        'snapshot taken',
+      )
+      this.opts.events.emit('snapshot.created', s, {
+        snapshot_id: record.id,
+        size_bytes: record.sizeBytes,
+        memory: record.memory,
+      })
+      return record
+    })
+  }
+
+  async restore(owner: string, snapshotId: string): Promise<Sandbox> {
+    return this.opts.catalog.use(owner, snapshotId, async (record) => {
+      const sandbox = await this.opts.lifecycle.createFromSnapshot(owner, record)
+      this.opts.events.emit('sandbox.restored', sandbox, { snapshot_id: snapshotId, memory: record.memory })
+      return sandbox
+    })
+  }
+
+  /**
+   * `count` independent children of a sandbox, each with its filesystem and, with CRIU, its processes and
+   * memory at fork time. The work is done once (one checkpoint, one commit), the children start in
+   * parallel, and a child that fails to start is reported while the others come back.
+   */
+  async fork(owner: string, id: string, count: number, injectedFailures = 0): Promise<ForkResult> {
+    const parent = this.registry.get(owner, id)
+    const record = await this.registry.locks.run(id, async () => {
+      this.registry.assertAlive(parent)
+      return this.capture(parent, newSnapshotId())
+    })
+    try {
+      // A fork_partial fault (the control plane) fails the last children without starting them.
+      const settled = await Promise.allSettled(
+        Array.from({ length: count }, (_, i) =>
+          i >= count - injectedFailures
+            ? Promise.reject(new EmulatorError('engine_error', 500, 'child failed to start (injected fault)'))
+            : this.opts.lifecycle.createFromSnapshot(owner, record, parent.timeoutSec),
+        ),
+      )
+      const forks: Sandbox[] = []
+      const failed: ForkFailure[] = []
+      settled.forEach((r, index) => {
+        if (r.status === 'fulfilled') forks.push(r.value)
+        else
+          failed.push({
+            index,
+            code: (r.reason as { code?: string }).code ?? 'internal',
+            message: String((r.reason as Error).message ?? r.reason),
+          })
+      })
+      if (failed.length > 0) this.opts.log.warn({ runId: id, failed }, 'some fork children failed to start')
+      this.registry.touch(owner, id)
+      this.opts.events.emit('sandbox.forked', parent, {
+        count,
+        children: forks.map((f) => f.id),
+        failed: failed.length,
+        memory: record.memory,
+      })
+      for (const child of forks)
+        this.opts.events.emit('sandbox.restored', child, { forked_from: id, memory: record.memory })
+      if (forks.length === 0)
+        throw failed[0]
+          ? Errors.engine(`every fork child failed to start: ${failed[0].message}`)
+          : Errors.engine('fork produced no children')
+      return { forks, failed }
+    } finally {
+      // The children run on the image, so deleting the fork's snapshot drops only its checkpoint files;
+      // the image goes when the last child does (the lifecycle's releaseEngineImage).
+      await this.engine
+        .deleteSnapshot(record.stored)
+        .catch((err) => this.opts.log.warn({ runId: id, err }, 'could not clean up after fork'))
+    }
+  }
+
+  async hibernate(owner: string, id: string): Promise<Sandbox> {
+    const s = this.registry.get(owner, id)
+    return this.registry.locks.run(id, async () => {
+      this.registry.assertAlive(s)
+      if (s.status === 'hibernated') return s
+      if (s.inFlight > 0) {
+        throw Errors.conflict(
+          `sandbox ${id} has ${s.inFlight} operation(s) in flight; hibernating would kill them`,
+          { id },
+        )
+      }
+      const withMemory = this.requireMemory('hibernate')
+      if (withMemory) await this.opts.beforeCheckpoint?.(id)
+      await this.engine.hibernate(s.containerId, withMemory)
+      s.status = 'hibernated'
+      s.hibernation = withMemory ? 'memory' : 'pause'
+      s.hibernatedAt = this.now()
+      this.registry.disarm(id)
+      this.registry.save(s)
+      this.opts.log.info(
+        { runId: id, containerId: s.containerId, hibernation: s.hibernation },
+        'sandbox hibernated',
+      )
+      this.opts.events.emit('sandbox.hibernated', s, { memory: withMemory })
+      return s
+    })
+  }
+
+  async resume(owner: string, id: string): Promise<Sandbox> {
+    const s = this.registry.get(owner, id)
+    return this.registry.locks.run(id, async () => {
+      this.registry.assertAlive(s)
+      if (s.status === 'running') return s
+      await this.engine.resume(s.containerId, s.hibernation === 'memory')
+      const now = this.now()
+      s.hibernatedMs += now - (s.hibernatedAt ?? now)
+      s.hibernatedAt = undefined
+      s.hibernation = undefined
+      s.status = 'running'
+      this.registry.touch(owner, id)
+      this.registry.save(s)
+      this.opts.log.info({ runId: id, containerId: s.containerId }, 'sandbox resumed')
+      this.opts.events.emit('sandbox.resumed', s, {})
+      return s
+    })
+  }
+
+  /** Files always; memory when the engine can (else files only, or a 409 in strict mode). */
+  private async capture(s: Sandbox, snapshotId: string): Promise<SnapshotRecord> {
+    const hibernated = s.status === 'hibernated'
+    // A paused (not checkpointed) hibernation has no memory image to copy.
+    const withMemory = this.requireMemory('snapshot') && !(hibernated && s.hibernation === 'pause')
+    if (withMemory && !hibernated) await this.opts.beforeCheckpoint?.(s.id)
+    const outcome = await this.engine.snapshot(s.containerId, {
+      snapshotId,
+      artifactDir: this.opts.catalog.artifactDir(snapshotId),
+      withMemory,
+      hibernated,
+    })
+    return {
+      id: snapshotId,
+      runId: s.id,
+      owner: s.owner,
+      createdAt: this.now(),
+      sizeBytes: outcome.sizeBytes,
+      memory: withMemory,
+      image: s.image,
+      vcpus: s.vcpus,
+      memMib: s.memMib,
+      diskMib: s.diskMib,
+      timeoutSec: s.timeoutSec,
+      credentialNames: s.credentialNames,
+      // Restores and forks keep the parent's policy: a snapshot is no way around it.
+      ...(s.egress ? { egress: s.egress } : {}),
+      stored: outcome.stored,
+    }
+  }
+
+  /** True when memory can be kept; false to degrade; a 409 in strict mode when it cannot. */
+  private requireMemory(what: string): boolean {
+    const memory = this.engine.memorySupport()
+    if (memory.available) return true
+    if (this.opts.strict) {
+      throw new EmulatorError(
+        'capability_unavailable',
+        409,
+        `${what} cannot keep memory here (${memory.reason}) and strict mode is on`,
+        { reason: memory.reason },
+      )
+    }
+    return false
+  }
+}

@@ -1,0 +1,95 @@
+import type { Readable } from 'node:stream'
+import { Errors } from '../errors.ts'
+import type { Clock } from './clock.ts'
+import type { FileDownload, SandboxEngine } from './engine.ts'
+import type { SandboxEvents } from './events.ts'
+import type { SandboxRegistry } from './registry.ts'
+import type { Sandbox } from './sandbox.ts'
+
+export interface ExecResult {
+  exit_code: number
+  stdout: string
+  stderr: string
+}
+
+export interface GuestOperationsOptions {
+  engine: SandboxEngine
+  clock: Clock
+  events: SandboxEvents
+  registry: SandboxRegistry
+  /** Bytes of stdout and of stderr an exec keeps. */
+  execOutputLimit: number
+}
+
+/** What runs inside a sandbox on the caller's behalf: commands, and its files. */
+export class GuestOperations {
+  private readonly opts: GuestOperationsOptions
+
+  constructor(opts: GuestOperationsOptions) {
+    this.opts = opts
+  }
+
+  async exec(owner: string, id: string, command: string, timeoutSec: number): Promise<ExecResult> {
+    const { events, clock } = this.opts
+    return this.withActivity(owner, id, async (s) => {
+      const started = clock.now()
+      events.emit('exec.start', s, { command, timeout: timeoutSec })
+      const out = await this.opts.engine.exec(s.containerId, {
+        command,
+        timeoutMs: Math.round(timeoutSec * 1000),
+        outputLimit: this.opts.execOutputLimit,
+      })
+      let stderr = out.stderr.toString('utf8')
+      const limit = this.opts.execOutputLimit
+      if (out.stdoutTruncated) stderr += `\n[isorun-emulator: stdout truncated to its first ${limit} bytes]\n`
+      if (out.stderrTruncated) stderr += `\n[isorun-emulator: stderr truncated to its first ${limit} bytes]\n`
+      if (out.timedOut)
+        stderr += `\n[isorun-emulator: command timed out after ${timeoutSec}s and was killed]\n`
+      events.emit('exec.end', s, {
+        exit_code: out.exitCode,
+        timed_out: out.timedOut,
+        duration_ms: clock.now() - started,
+        stdout_bytes: out.stdout.length,
+        stderr_bytes: out.stderr.length,
+      })
+      return { exit_code: out.exitCode, stdout: out.stdout.toString('utf8'), stderr }
+    })
+  }
+
+  async writeFile(owner: string, id: string, path: string, size: number, content: Readable): Promise<void> {
+    await this.withActivity(owner, id, async (s) => {
+      await this.opts.engine.writeFile(s.containerId, path, size, content)
+      this.opts.events.emit('file.write', s, { path, size })
+    })
+  }
+
+  async readFile(owner: string, id: string, path: string): Promise<FileDownload> {
+    return this.withActivity(owner, id, (s) => this.opts.engine.readFile(s.containerId, path))
+  }
+
+  async listDir(owner: string, id: string, path: string): Promise<string[]> {
+    return this.withActivity(owner, id, (s) => this.opts.engine.listDir(s.containerId, path))
+  }
+
+  /**
+   * Runs an exec or file operation: it waits while a lifecycle operation (a checkpoint's pause, say) is
+   * under way, refuses a hibernated sandbox (409: resume it first), counts as activity, and keeps the
+   * sandbox from going idle while it runs.
+   */
+  private async withActivity<T>(owner: string, id: string, op: (s: Sandbox) => Promise<T>): Promise<T> {
+    const { registry } = this.opts
+    if (registry.locks.busy(id)) await registry.locks.idle(id)
+    const s = registry.touch(owner, id)
+    if (s.status === 'destroying') throw Errors.conflict(`sandbox ${id} is being destroyed`, { id })
+    if (s.status === 'hibernated') {
+      throw Errors.conflict(`sandbox ${id} is hibernated; resume it first`, { id, status: s.status })
+    }
+    s.inFlight++
+    try {
+      return await op(s)
+    } finally {
+      s.inFlight--
+      if (registry.isLive(s) && s.status === 'running') registry.touch(owner, id)
+    }
+  }
+}
