@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
@@ -5,59 +6,118 @@ import { parseHostMap } from './egress/resolver.ts'
 import { type PullPolicy, parseRegistries } from './images/pull-policy.ts'
 
 /**
- * All settings, parsed once from an environment-like record (process.env by default, so tests pass
- * their own). The CLI turns its flags into the same keys, so a flag and its variable behave alike.
- * Each setting's default is stated beside it and in the README's configuration table.
+ * Every setting of the emulator, once. From this table come the environment parsing (`loadConfig`),
+ * the `Config` type, the command-line flags and `--help` (cli.ts), and the table in
+ * docs/configuration.md (`npm run docs:config`; test/config.test.ts fails when the two differ).
+ *
+ * A setting is an `ISORUN_EMULATOR_*` variable whose text `schema` parses; a flag, when it has one,
+ * sets the same variable, so the two behave alike and the flag wins. `default` is written as a user
+ * would type it and goes through the same schema. `help` is one line for --help and the docs (`code`
+ * in backticks is kept in the docs, stripped in --help).
  */
-const ConfigSchema = z.object({
-  // Interface to listen on. `localhost` binds both 127.0.0.1 and ::1.
-  ISORUN_EMULATOR_HOST: z.string().min(1).default('localhost'),
-  // TCP port; 0 picks any free port (the banner prints the one chosen).
-  ISORUN_EMULATOR_PORT: z.coerce.number().int().min(0).max(65535).default(8731),
-  // Where the emulator keeps its own state (instance id, later snapshots, history, audit logs).
-  ISORUN_EMULATOR_DATA_DIR: z.string().min(1).optional(),
-  // Comma-separated API keys. Empty: any non-empty bearer token is accepted (each key still only
-  // sees its own sandboxes).
-  ISORUN_EMULATOR_API_KEYS: z
-    .string()
-    .default('')
-    .transform((s) =>
+export interface Setting {
+  env: `ISORUN_EMULATOR_${string}`
+  schema: z.ZodType
+  /** The text used when the variable is unset or empty; a function when it depends on the environment. */
+  default?: string | ((env: ConfigEnv) => string)
+  /** How the docs and --help state the default when it is not the literal text (or there is none). */
+  shownDefault?: string
+  flag?: { name: string; arg: string; repeatable?: boolean }
+  help: string
+}
+
+const boolean = z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true')
+const port = (min: number) => z.coerce.number().int().min(min).max(65535)
+const text = z.string().min(1)
+
+export const SETTINGS = {
+  host: {
+    env: 'ISORUN_EMULATOR_HOST',
+    schema: text,
+    default: 'localhost',
+    flag: { name: 'host', arg: 'H' },
+    help: 'interface to listen on; `localhost` binds both `::1` and `127.0.0.1`; `0.0.0.0` and `::` are every interface (`0.0.0.0` also binds `::1`)',
+  },
+  port: {
+    env: 'ISORUN_EMULATOR_PORT',
+    schema: port(0),
+    default: '8731',
+    flag: { name: 'port', arg: 'N' },
+    help: 'TCP port; `0` = any free port (the banner prints the one chosen)',
+  },
+  dataDir: {
+    env: 'ISORUN_EMULATOR_DATA_DIR',
+    schema: text,
+    default: (env) =>
+      join(env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share'), 'isorun-emulator'),
+    shownDefault: '`$XDG_DATA_HOME/isorun-emulator` (`~/.local/share/...`)',
+    flag: { name: 'data-dir', arg: 'DIR' },
+    help: "the emulator's own state: instance id, snapshots, history, audit logs",
+  },
+  // Each key still only sees its own sandboxes; keys are hashed at once and never stored.
+  apiKeys: {
+    env: 'ISORUN_EMULATOR_API_KEYS',
+    schema: z.string().transform((s) =>
       s
         .split(',')
         .map((k) => k.trim())
         .filter(Boolean),
     ),
-  // pino log level: fatal, error, warn, info, debug, trace, silent.
-  ISORUN_EMULATOR_LOG_LEVEL: z
-    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
-    .default('info'),
-  // Price in US cents per vCPU-second of a sandbox's uptime (about $0.05 per vCPU-hour).
-  ISORUN_EMULATOR_PRICE_VCPU_SECOND_CENTS: z.coerce.number().min(0).default(0.0014),
-  // Price in US cents per GiB-second of a sandbox's memory allocation (about $0.016 per GiB-hour).
-  ISORUN_EMULATOR_PRICE_GIB_SECOND_CENTS: z.coerce.number().min(0).default(0.00045),
-  // Bytes of stdout and of stderr kept per exec; the rest is read and discarded (16 MiB each).
-  ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT: z.coerce
-    .number()
-    .int()
-    .min(1024)
-    .default(16 * 1024 * 1024),
-  // Largest file accepted by files/upload, in bytes (1 GiB).
-  ISORUN_EMULATOR_UPLOAD_LIMIT: z.coerce
-    .number()
-    .int()
-    .min(1)
-    .default(1024 * 1024 * 1024),
-  // How long an image pull may take before create gives up with a 400 naming the image.
-  ISORUN_EMULATOR_PULL_TIMEOUT_MS: z.coerce.number().int().min(1).default(60_000),
-  // Image pulls: `missing` pulls an image create names that is not present locally, `never` uses local
-  // images only (docs/images.md).
-  ISORUN_EMULATOR_PULL: z.enum(['missing', 'never']).default('missing'),
-  // Registries pulls may contact (`host[:port]`, comma-separated; `*`: any). Docker Hub only by default:
-  // tenants name images, and a pull makes dockerd connect to the registry an image names.
-  ISORUN_EMULATOR_PULL_REGISTRIES: z
-    .string()
-    .default('docker.io')
-    .transform((s, ctx) => {
+    default: '',
+    shownDefault: 'none',
+    flag: { name: 'api-key', arg: 'KEY', repeatable: true },
+    help: 'accept only these keys (comma-separated; the flag is repeatable); without any, every non-empty bearer token is accepted',
+  },
+  logLevel: {
+    env: 'ISORUN_EMULATOR_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    default: 'info',
+    flag: { name: 'log-level', arg: 'L' },
+    help: 'pino level: fatal, error, warn, info, debug, trace, silent',
+  },
+  // About $0.05 per vCPU-hour.
+  priceVcpuSecondCents: {
+    env: 'ISORUN_EMULATOR_PRICE_VCPU_SECOND_CENTS',
+    schema: z.coerce.number().min(0),
+    default: '0.0014',
+    help: "price per vCPU-second of a sandbox's uptime, US cents",
+  },
+  // About $0.016 per GiB-hour.
+  priceGibSecondCents: {
+    env: 'ISORUN_EMULATOR_PRICE_GIB_SECOND_CENTS',
+    schema: z.coerce.number().min(0),
+    default: '0.00045',
+    help: "price per GiB-second of a sandbox's memory allocation, US cents",
+  },
+  execOutputLimit: {
+    env: 'ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT',
+    schema: z.coerce.number().int().min(1024),
+    default: String(16 * 1024 * 1024),
+    help: 'bytes of stdout and of stderr kept per exec; the rest is read and discarded',
+  },
+  uploadLimit: {
+    env: 'ISORUN_EMULATOR_UPLOAD_LIMIT',
+    schema: z.coerce.number().int().min(1),
+    default: String(1024 * 1024 * 1024),
+    help: 'largest file accepted by files/upload, bytes',
+  },
+  pullTimeoutMs: {
+    env: 'ISORUN_EMULATOR_PULL_TIMEOUT_MS',
+    schema: z.coerce.number().int().min(1),
+    default: '60000',
+    help: 'how long a pull of a missing image may take before create gives up with a 400 naming the image',
+  },
+  pullMode: {
+    env: 'ISORUN_EMULATOR_PULL',
+    schema: z.enum(['missing', 'never']),
+    default: 'missing',
+    help: '`missing`: pull an image create names that is not present locally; `never`: local images only (see [images](images.md))',
+  },
+  // Docker Hub only by default: tenants name images, and a pull makes dockerd connect to the registry
+  // an image names.
+  pullRegistries: {
+    env: 'ISORUN_EMULATOR_PULL_REGISTRIES',
+    schema: z.string().transform((s, ctx) => {
       try {
         return parseRegistries(s)
       } catch (err) {
@@ -65,19 +125,31 @@ const ConfigSchema = z.object({
         return z.NEVER
       }
     }),
-  // Docker network sandboxes join.
-  ISORUN_EMULATOR_NETWORK: z.string().min(1).default('bridge'),
-  // JSON file of network profiles ([{name, description?, allow, deny}]) merged over the built-ins
-  // (default, none, web-dev) by name.
-  ISORUN_EMULATOR_NETWORK_PROFILES: z.string().min(1).optional(),
-  // Port of the egress proxy on the isolated network's gateway address. Fixed, because sandboxes keep
-  // it in their environment (HTTP_PROXY) across emulator restarts.
-  ISORUN_EMULATOR_EGRESS_PORT: z.coerce.number().int().min(1).max(65535).default(3128),
-  // Names the egress proxy resolves to a fixed address instead of asking DNS: `name=ip,name=ip`.
-  ISORUN_EMULATOR_EGRESS_HOSTS: z
-    .string()
-    .default('')
-    .transform((s, ctx) => {
+    default: 'docker.io',
+    help: 'registries pulls may contact, `host[:port]` comma-separated; `*`: any (see [images](images.md))',
+  },
+  network: {
+    env: 'ISORUN_EMULATOR_NETWORK',
+    schema: text,
+    default: 'bridge',
+    help: 'Docker network sandboxes join',
+  },
+  networkProfilesFile: {
+    env: 'ISORUN_EMULATOR_NETWORK_PROFILES',
+    schema: text.optional(),
+    flag: { name: 'network-profiles', arg: 'FILE' },
+    help: 'JSON file of network profiles (`[{name, description?, allow, deny}]`) merged over the built-ins by name',
+  },
+  // Fixed, because sandboxes keep it in their environment (HTTP_PROXY) across emulator restarts.
+  egressPort: {
+    env: 'ISORUN_EMULATOR_EGRESS_PORT',
+    schema: port(1),
+    default: '3128',
+    help: "port of the egress proxy on the isolated network's gateway address",
+  },
+  egressHosts: {
+    env: 'ISORUN_EMULATOR_EGRESS_HOSTS',
+    schema: z.string().transform((s, ctx) => {
       try {
         return parseHostMap(s)
       } catch (err) {
@@ -85,128 +157,158 @@ const ConfigSchema = z.object({
         return z.NEVER
       }
     }),
-  // Warm pool: started containers kept ready per (image, vcpus, memory) asked for in the last 5
-  // minutes (and for the default node:22-slim), so create hands one out at once. 0 disables it.
-  ISORUN_EMULATOR_POOL: z.coerce.number().int().min(0).max(16).default(2),
-  // `real`, or `virtual`: a clock that moves only by POST /_emulator/clock/advance (idle timeouts and
-  // costs follow it).
-  ISORUN_EMULATOR_CLOCK: z.enum(['real', 'virtual']).default('real'),
-  // Bearer token the control plane (/_emulator faults, clock, reset, requests) requires; unset: open.
-  ISORUN_EMULATOR_ADMIN_TOKEN: z.string().min(1).optional(),
-  // A JSON file of sandboxes and snapshots to prepare at start and after a reset (see README).
-  ISORUN_EMULATOR_SEED: z.string().min(1).optional(),
-  // A directory of scripts run once the emulator is ready, with ISORUN_API_URL/ISORUN_API_KEY set.
-  ISORUN_EMULATOR_INIT: z.string().min(1).optional(),
-  // Key of the audit log's HMAC chain; when unset one is generated and kept in <data dir>/audit.key.
-  ISORUN_EMULATOR_AUDIT_KEY: z.string().min(16).optional(),
-  // Chrome DevTools discovery at the emulator's root (/json/version, /json/list): for clients that drop
-  // url(port)'s prefix (puppeteer-core before 25.13). It answers for the one running sandbox with a
-  // server on ISORUN_EMULATOR_CDP_PORT, naming no key, so `auto` turns it on only when the emulator
-  // listens on loopback; `on` and `off` say so outright.
-  ISORUN_EMULATOR_CDP_DISCOVERY: z.enum(['auto', 'on', 'off']).default('auto'),
-  // The guest port root DevTools discovery looks for (Chrome's usual --remote-debugging-port).
-  ISORUN_EMULATOR_CDP_PORT: z.coerce.number().int().min(1).max(65535).default(9222),
-  // url(port)'s fast lane: ordinary proxied requests are relayed without Node's HTTP server and client
-  // (about 3x less CPU each); `0` sends every request through the routes (the slow path).
-  ISORUN_EMULATOR_FAST_PROXY: z
-    .enum(['1', '0', 'true', 'false'])
-    .default('1')
-    .transform((v) => v === '1' || v === 'true'),
-  // CRIU memory checkpoints: `auto` uses them when they work on this host, `off` never does.
-  ISORUN_EMULATOR_CRIU: z.enum(['auto', 'off']).default('auto'),
-  // Strict: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading
-  // to files only (or to pause).
-  ISORUN_EMULATOR_STRICT: z
-    .enum(['1', '0', 'true', 'false'])
-    .default('0')
-    .transform((v) => v === '1' || v === 'true'),
-})
+    default: '',
+    shownDefault: 'none',
+    help: '`name=ip,...`: names the egress proxy resolves to a fixed address instead of asking DNS (tests)',
+  },
+  // Kept per (image, vcpus, memory) asked for in the last 5 minutes, and for the default node:22-slim.
+  poolSize: {
+    env: 'ISORUN_EMULATOR_POOL',
+    schema: z.coerce.number().int().min(0).max(16),
+    default: '2',
+    flag: { name: 'pool', arg: 'N' },
+    help: 'warm containers kept per image/size in use, so create hands one out at once; `0` = off',
+  },
+  clock: {
+    env: 'ISORUN_EMULATOR_CLOCK',
+    schema: z.enum(['real', 'virtual']),
+    default: 'real',
+    flag: { name: 'clock', arg: 'MODE' },
+    help: '`virtual`: time (idle timeouts, costs) moves only by `POST /_emulator/clock/advance`',
+  },
+  adminToken: {
+    env: 'ISORUN_EMULATOR_ADMIN_TOKEN',
+    schema: text.optional(),
+    flag: { name: 'admin-token', arg: 'T' },
+    help: 'bearer token the `/_emulator` control plane (faults, clock, reset, requests) requires; unset: open',
+  },
+  seedFile: {
+    env: 'ISORUN_EMULATOR_SEED',
+    schema: text.optional(),
+    flag: { name: 'seed', arg: 'FILE' },
+    help: 'JSON file of sandboxes and snapshots to prepare at start and after a reset',
+  },
+  initDir: {
+    env: 'ISORUN_EMULATOR_INIT',
+    schema: text.optional(),
+    flag: { name: 'init', arg: 'DIR' },
+    help: 'directory of scripts run once the emulator is ready, with `ISORUN_API_URL`/`ISORUN_API_KEY` set',
+  },
+  auditKey: {
+    env: 'ISORUN_EMULATOR_AUDIT_KEY',
+    schema: z.string().min(16).optional(),
+    shownDefault: 'generated',
+    help: 'HMAC key of the audit chain; unset: one is generated and kept in `<data dir>/audit.key`',
+  },
+  // It answers for the one running sandbox with a server on the CDP port, naming no key: hence `auto`.
+  cdpDiscoveryMode: {
+    env: 'ISORUN_EMULATOR_CDP_DISCOVERY',
+    schema: z.enum(['auto', 'on', 'off']),
+    default: 'auto',
+    help: "DevTools discovery at the root (`/json/version`) for clients that drop url(port)'s prefix (puppeteer-core < 25.13); `auto` = on when listening on loopback; `on`, `off`",
+  },
+  cdpPort: {
+    env: 'ISORUN_EMULATOR_CDP_PORT',
+    schema: port(1),
+    default: '9222',
+    help: 'the guest port root DevTools discovery looks for',
+  },
+  fastProxy: {
+    env: 'ISORUN_EMULATOR_FAST_PROXY',
+    schema: boolean,
+    default: '1',
+    help: '`0`: every url(port) request goes through the routes (no fast lane, which costs more CPU per request)',
+  },
+  criu: {
+    env: 'ISORUN_EMULATOR_CRIU',
+    schema: z.enum(['auto', 'off']),
+    default: 'auto',
+    help: '`auto`: memory checkpoints when CRIU works on this host; `off`: files only',
+  },
+  strict: {
+    env: 'ISORUN_EMULATOR_STRICT',
+    schema: boolean,
+    default: '0',
+    help: '`1`: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading',
+  },
+} satisfies Record<string, Setting>
+
+type Table = typeof SETTINGS
+/** Each setting's parsed value; `undefined` when it has no default and is unset. */
+export type Settings = {
+  [K in keyof Table]: Table[K] extends { default: unknown }
+    ? z.output<Table[K]['schema']>
+    : z.output<Table[K]['schema']> | undefined
+}
 
 export interface PricingConfig {
   vcpuSecondCents: number
   gibSecondCents: number
 }
 
-export interface Config {
-  host: string
+/** Root DevTools discovery, `auto` already decided from the host. */
+export interface CdpDiscovery {
+  enabled: boolean
   port: number
-  dataDir: string
-  apiKeys: string[]
-  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+  why: string
+}
+
+/** Settings the app takes as one value: the prices, the pull policy, DevTools discovery (decided). */
+type Combined =
+  | 'priceVcpuSecondCents'
+  | 'priceGibSecondCents'
+  | 'pullMode'
+  | 'pullRegistries'
+  | 'cdpDiscoveryMode'
+  | 'cdpPort'
+
+/** The settings as the app uses them. */
+export type Config = Omit<Settings, Combined> & {
   pricing: PricingConfig
-  execOutputLimit: number
-  uploadLimit: number
-  pullTimeoutMs: number
   pull: PullPolicy
-  network: string
-  criu: 'auto' | 'off'
-  strict: boolean
-  auditKey: string | undefined
-  poolSize: number
-  networkProfilesFile: string | undefined
-  egressPort: number
-  egressHosts: Record<string, string>
-  clock: 'real' | 'virtual'
-  adminToken: string | undefined
-  seedFile: string | undefined
-  initDir: string | undefined
-  fastProxy: boolean
-  /** Root DevTools discovery, `auto` already decided from `host`. */
-  cdpDiscovery: { enabled: boolean; port: number; why: string }
+  cdpDiscovery: CdpDiscovery
 }
 
 export type ConfigEnv = Record<string, string | undefined>
 
-function defaultDataDir(env: ConfigEnv): string {
-  const base = env.XDG_DATA_HOME || join(env.HOME || homedir(), '.local', 'share')
-  return join(base, 'isorun-emulator')
-}
-
+/** Parses every setting from `env` (process.env by default, so tests pass their own). */
 export function loadConfig(env: ConfigEnv = process.env): Config {
-  // Treat empty strings as "unset" so `FOO= isorun-emulator` falls back to the default.
-  const present = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''))
-  const parsed = ConfigSchema.safeParse(present)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new Error(`invalid configuration: ${issue?.path.join('.')}: ${issue?.message}`)
+  const values: Record<string, unknown> = {}
+  for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting][]) {
+    values[key] = parseSetting(setting, env)
   }
-  const c = parsed.data
+  const {
+    priceVcpuSecondCents,
+    priceGibSecondCents,
+    pullMode,
+    pullRegistries,
+    cdpDiscoveryMode,
+    cdpPort,
+    ...rest
+  } = values as Settings
   return {
-    host: c.ISORUN_EMULATOR_HOST,
-    port: c.ISORUN_EMULATOR_PORT,
-    dataDir: c.ISORUN_EMULATOR_DATA_DIR ?? defaultDataDir(env),
-    apiKeys: c.ISORUN_EMULATOR_API_KEYS,
-    logLevel: c.ISORUN_EMULATOR_LOG_LEVEL,
-    pricing: {
-      vcpuSecondCents: c.ISORUN_EMULATOR_PRICE_VCPU_SECOND_CENTS,
-      gibSecondCents: c.ISORUN_EMULATOR_PRICE_GIB_SECOND_CENTS,
-    },
-    execOutputLimit: c.ISORUN_EMULATOR_EXEC_OUTPUT_LIMIT,
-    uploadLimit: c.ISORUN_EMULATOR_UPLOAD_LIMIT,
-    pullTimeoutMs: c.ISORUN_EMULATOR_PULL_TIMEOUT_MS,
-    pull: { mode: c.ISORUN_EMULATOR_PULL, registries: c.ISORUN_EMULATOR_PULL_REGISTRIES },
-    network: c.ISORUN_EMULATOR_NETWORK,
-    criu: c.ISORUN_EMULATOR_CRIU,
-    strict: c.ISORUN_EMULATOR_STRICT,
-    auditKey: c.ISORUN_EMULATOR_AUDIT_KEY,
-    poolSize: c.ISORUN_EMULATOR_POOL,
-    networkProfilesFile: c.ISORUN_EMULATOR_NETWORK_PROFILES,
-    egressPort: c.ISORUN_EMULATOR_EGRESS_PORT,
-    egressHosts: c.ISORUN_EMULATOR_EGRESS_HOSTS,
-    clock: c.ISORUN_EMULATOR_CLOCK,
-    adminToken: c.ISORUN_EMULATOR_ADMIN_TOKEN,
-    seedFile: c.ISORUN_EMULATOR_SEED,
-    initDir: c.ISORUN_EMULATOR_INIT,
-    fastProxy: c.ISORUN_EMULATOR_FAST_PROXY,
-    cdpDiscovery: cdpDiscovery(
-      c.ISORUN_EMULATOR_CDP_DISCOVERY,
-      c.ISORUN_EMULATOR_HOST,
-      c.ISORUN_EMULATOR_CDP_PORT,
-    ),
+    ...rest,
+    pricing: { vcpuSecondCents: priceVcpuSecondCents, gibSecondCents: priceGibSecondCents },
+    pull: { mode: pullMode, registries: pullRegistries },
+    cdpDiscovery: cdpDiscovery(cdpDiscoveryMode, rest.host, cdpPort),
   }
 }
 
-function cdpDiscovery(mode: 'auto' | 'on' | 'off', host: string, port: number): Config['cdpDiscovery'] {
+function parseSetting(setting: Setting, env: ConfigEnv): unknown {
+  // An empty string means "unset", so `FOO= isorun-emulator` falls back to the default.
+  const given = env[setting.env]
+  const raw = given !== undefined && given !== '' ? given : defaultText(setting, env)
+  if (raw === undefined) return undefined
+  const parsed = setting.schema.safeParse(raw)
+  if (parsed.success) return parsed.data
+  throw new Error(`invalid configuration: ${setting.env}: ${parsed.error.issues[0]?.message}`)
+}
+
+function defaultText(setting: Setting, env: ConfigEnv): string | undefined {
+  return typeof setting.default === 'function' ? setting.default(env) : setting.default
+}
+
+function cdpDiscovery(mode: 'auto' | 'on' | 'off', host: string, port: number): CdpDiscovery {
   if (mode !== 'auto') return { enabled: mode === 'on', port, why: `ISORUN_EMULATOR_CDP_DISCOVERY=${mode}` }
   const loopback = isLoopbackHost(host)
   return {
@@ -218,7 +320,17 @@ function cdpDiscovery(mode: 'auto' | 'on' | 'off', host: string, port: number): 
   }
 }
 
+/**
+ * Whether listening on `host` keeps the emulator to this machine. The wildcards (`0.0.0.0`, `::`) are
+ * not loopback: they listen on every interface.
+ */
 export function isLoopbackHost(host: string): boolean {
   const h = host.replace(/^\[|\]$/g, '').toLowerCase()
   return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h)
+}
+
+/** `0.0.0.0` or `::` (in any spelling): every interface, loopback included. */
+export function isWildcardHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '')
+  return h === '0.0.0.0' || (isIP(h) === 6 && /^[0:]+$/.test(h))
 }

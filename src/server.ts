@@ -1,7 +1,7 @@
 import { createServer as createNetServer, type Server } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { type App, buildApp } from './app.ts'
-import type { Config } from './config.ts'
+import { type Config, isWildcardHost } from './config.ts'
 import { runInitScripts } from './control/seed.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
@@ -31,15 +31,15 @@ export interface StartOptions {
   clock?: Clock
 }
 
-const LOOPBACK = new Set(['localhost', '127.0.0.1', '::1', '[::1]', '::', '0.0.0.0'])
-
 /**
- * The URL clients should use. On loopback it is `[::1]`: the SDK's optional HTTP/3 transport first dials
- * QUIC on port 443 of an IPv4 host and waits 10 s for it; an IPv6 literal makes it fall back at once.
+ * The URL clients should use. Where the server is on `::1` it is `[::1]`: the SDK's optional HTTP/3
+ * transport first dials QUIC on port 443 of an IPv4 host and waits 10 s for it; an IPv6 literal makes it
+ * fall back at once. `localhost` and `0.0.0.0` are served on `::1` too (see listen()); `::` is dual-stack.
  */
 export function publicUrl(host: string, port: number): string {
-  if (LOOPBACK.has(host)) return `http://[::1]:${port}`
-  return host.includes(':') ? `http://[${host}]:${port}` : `http://${host}:${port}`
+  if (host === 'localhost' || isWildcardHost(host)) return `http://[::1]:${port}`
+  const bare = host.replace(/^\[|\]$/g, '')
+  return bare.includes(':') ? `http://[${bare}]:${port}` : `http://${bare}:${port}`
 }
 
 /** Starts the emulator: checks the engine, adopts this data dir's sandboxes, listens. */
@@ -99,22 +99,26 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
 /**
  * `localhost` means both loopbacks on one port: ::1 (the fast URL for the SDK) and 127.0.0.1 (for every
- * other client). Many hosts resolve localhost to 127.0.0.1 only, so both are bound explicitly; the IPv4
- * socket hands its connections to the same HTTP server, upgrades included.
+ * other client). Many hosts resolve localhost to 127.0.0.1 only, so both are bound explicitly. `0.0.0.0`
+ * (every IPv4 interface) gets ::1 beside it where there is one, so the printed `[::1]` URL answers on
+ * this machine too.
+ * The second socket hands its connections to the same HTTP server, upgrades included.
  */
 async function listen(
   app: FastifyInstance,
   host: string,
   port: number,
 ): Promise<{ url: string; port: number; extra?: Server }> {
-  if (host !== 'localhost') {
+  if (host !== 'localhost' && host !== '0.0.0.0') {
     await app.listen({ host, port })
     const bound = boundPort(app.server.address(), port)
     return { url: publicUrl(host, bound), port: bound }
   }
+  const [first, second] = host === 'localhost' ? ['::1', '127.0.0.1'] : ['0.0.0.0', '::1']
   try {
-    await app.listen({ host: '::1', port })
+    await app.listen({ host: first, port })
   } catch (err) {
+    if (host !== 'localhost') throw err
     app.log.warn(
       { err },
       'cannot listen on ::1; using 127.0.0.1 only (the SDK will wait ~10 s on its first call)',
@@ -125,10 +129,21 @@ async function listen(
   }
   const bound = boundPort(app.server.address(), port)
   const extra = createNetServer((socket) => app.server.emit('connection', socket))
-  await new Promise<void>((resolve, reject) => {
-    extra.once('error', reject)
-    extra.listen({ host: '127.0.0.1', port: bound }, resolve)
-  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      extra.once('error', reject)
+      extra.listen({ host: second, port: bound }, resolve)
+    })
+  } catch (err) {
+    if (host === 'localhost') throw err
+    // No IPv6 loopback here, as in a container on Docker's default network: the printed [::1] URL is
+    // then the one to publish the port on (docs/docker.md); from this machine, 127.0.0.1 answers.
+    app.log.info(
+      { err },
+      `cannot also listen on ::1; from this machine use http://127.0.0.1:${bound}, from the host the published port`,
+    )
+    return { url: publicUrl(host, bound), port: bound }
+  }
   return { url: publicUrl(host, bound), port: bound, extra }
 }
 
