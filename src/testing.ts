@@ -6,6 +6,7 @@ import { loadConfig } from './config.ts'
 import type { Fault, FaultSpec } from './control/faults.ts'
 import type { JournalEntry } from './control/journal.ts'
 import { resetSandboxes, resetToSeed } from './control/reset.ts'
+import { toResetWire } from './http/wire.ts'
 import { VirtualClock } from './sandboxes/clock.ts'
 import { hashApiKey as hashKey } from './sandboxes/ids.ts'
 import { startServer } from './server.ts'
@@ -87,7 +88,8 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
         return new Date(clock.advance(seconds * 1000))
       },
     },
-    reset: (apiKey) => resetToSeed(server.sandboxes, built.seeder, apiKey ? hashKey(apiKey) : undefined),
+    reset: async (apiKey) =>
+      toResetWire(await resetToSeed(server.sandboxes, built.seeder, apiKey ? hashKey(apiKey) : undefined)),
     requests: (filter = {}) => journal.query(filter),
     async stop() {
       await resetSandboxes(server.sandboxes)

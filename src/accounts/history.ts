@@ -2,7 +2,10 @@ import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
 import { appendJsonLine, readJsonLines } from '../store/files.ts'
 
-/** A destroyed sandbox, with the same figures its destroy returned (wire names, as the SDK reads them). */
+/**
+ * A destroyed sandbox, with the same figures its destroy returned: one line of history.jsonl, whose names
+ * are the wire's (the SDK reads the same fields).
+ */
 export interface HistoryRecord {
   owner: string
   id: string
@@ -38,7 +41,7 @@ export class HistoryStore {
   follow(events: SandboxEvents): void {
     events.on((e) => {
       if (e.event !== 'sandbox.destroyed') return
-      const d = e.data as Record<string, number | string>
+      const d = e.data
       const s = e.sandbox
       this.add({
         owner: s.owner,
@@ -49,12 +52,12 @@ export class HistoryStore {
         create_ms: s.createMs,
         created_at: new Date(s.createdAt).toISOString(),
         destroyed_at: new Date(e.at).toISOString(),
-        uptime_ms: Number(d.uptime_ms),
-        cpu_ms: Number(d.cpu_ms),
-        mem_peak_bytes: Number(d.mem_peak_bytes),
-        cost_cents: Number(d.cost_cents),
-        billable_ms: Number(d.billable_ms),
-        reason: String(d.reason),
+        uptime_ms: d.uptimeMs,
+        cpu_ms: d.cpuMs,
+        mem_peak_bytes: d.memPeakBytes,
+        cost_cents: d.costCents,
+        billable_ms: d.billableMs,
+        reason: d.reason,
       })
     })
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import { appendJsonLine, readJsonLines } from '../store/files.ts'
+import { auditData } from './audit-data.ts'
 import { type AuditEntry, GENESIS, signEntry } from './chain.ts'
 import { maskSecrets } from './mask.ts'
 
@@ -34,7 +35,7 @@ export class AuditLog {
   /** Records every domain event as an audit entry of its sandbox. */
   follow(events: SandboxEvents): void {
     events.on((e) => {
-      this.append(e.sandbox, e.event, e.data, e.at)
+      this.append(e.sandbox, e.event, auditData(e), e.at)
     })
   }
 

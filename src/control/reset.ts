@@ -3,7 +3,7 @@ import type { Seeder } from './seed.ts'
 
 export interface ResetResult {
   destroyed: number
-  snapshots_deleted: number
+  snapshotsDeleted: number
 }
 
 /**
@@ -21,7 +21,7 @@ export async function resetSandboxes(
   const snapshotsDeleted = await sandboxes.snapshots.deleteOwnedBy(owner)
   return {
     destroyed: results.filter((r) => r.status === 'fulfilled').length,
-    snapshots_deleted: snapshotsDeleted,
+    snapshotsDeleted,
   }
 }
 

@@ -114,9 +114,9 @@ export class Seeder {
     }
     for (const command of spec.commands) {
       const r = await this.sandboxes.guest.exec(owner, s.id, command, 600)
-      if (r.exit_code !== 0) {
+      if (r.exitCode !== 0) {
         await this.sandboxes.lifecycle.destroy(owner, s.id).catch(() => {})
-        throw new Error(`seed command failed (exit ${r.exit_code}): ${command}\n${r.stderr || r.stdout}`)
+        throw new Error(`seed command failed (exit ${r.exitCode}): ${command}\n${r.stderr || r.stdout}`)
       }
     }
     return s.id

@@ -2,19 +2,22 @@ import { z } from 'zod'
 import type { HistoryRecord } from '../accounts/history.ts'
 import type { UsageWire } from '../accounts/usage.ts'
 import type { AuditEntry } from '../audit/chain.ts'
+import type { ResetResult } from '../control/reset.ts'
 import type { NetworkProfile } from '../egress/profiles.ts'
-import type { ForkFailure } from '../sandboxes/checkpoints.ts'
+import type { ForkResult } from '../sandboxes/checkpoints.ts'
 import type { ExecResult } from '../sandboxes/guest-operations.ts'
 import type { DestroyResult } from '../sandboxes/lifecycle.ts'
-import type { RunRecord } from '../sandboxes/sandbox.ts'
+import type { Sandbox } from '../sandboxes/sandbox.ts'
+import type { SnapshotRecord } from '../sandboxes/snapshot-store.ts'
 import type { ErrorBody } from './error-handler.ts'
 import { RunParams } from './schemas.ts'
 
 /**
- * Response bodies as zod schemas, for the OpenAPI document only: routes build their answers from the
- * domain's TypeScript types, and the checks at the bottom of this file make tsc fail when one of those
- * types gains, loses or retypes a field that its schema here does not. Strict objects, because these
- * are exactly what the emulator sends (test/openapi.test.ts parses real answers with them).
+ * The wire format, in one place: response bodies as zod schemas (for the OpenAPI document; strict,
+ * because they are exactly what the emulator sends: test/openapi.test.ts parses real answers with them),
+ * and below them the functions that turn the domain's camelCase into those bodies. Each function's
+ * return type is its schema's, so tsc fails when the two drift apart; the checks at the bottom do the
+ * same for the few types that other modules keep in wire form (history, usage, audit entries).
  */
 
 export const ErrorWire = z
@@ -147,7 +150,65 @@ export const ProxyRestParams = ProxyParams.extend({
   }),
 })
 
-// --- drift checks: each schema must describe its domain type, field for field -------------------
+// --- the domain, as the wire says it ---------------------------------------------------------
+
+type Wire<S extends z.ZodType> = z.output<S>
+
+/** A sandbox as the SDK reads it; one being destroyed still shows as running until it is gone. */
+export function toRunWire(s: Sandbox): Wire<typeof RunRecordWire> {
+  return {
+    id: s.id,
+    status: s.status === 'destroying' ? 'running' : s.status,
+    image: s.image,
+    vcpus: s.vcpus,
+    mem_mib: s.memMib,
+    disk_mib: s.diskMib,
+    create_ms: s.createMs,
+    created_at: new Date(s.createdAt).toISOString(),
+    timeout: s.timeoutSec,
+  }
+}
+
+export function toExecWire(r: ExecResult): Wire<typeof ExecResultWire> {
+  return { exit_code: r.exitCode, stdout: r.stdout, stderr: r.stderr }
+}
+
+export function toDestroyWire(r: DestroyResult): Wire<typeof DestroyResultWire> {
+  return {
+    status: 'destroyed',
+    cpu_ms: r.cpuMs,
+    mem_peak_bytes: r.memPeakBytes,
+    uptime_ms: r.uptimeMs,
+    cost_cents: r.costCents,
+  }
+}
+
+/** The snapshot as the SDK reads it; `memory` says whether processes were captured too. */
+export function toSnapshotWire(r: SnapshotRecord): Wire<typeof SnapshotWire> {
+  return {
+    snapshot_id: r.id,
+    id: r.id,
+    run_id: r.runId,
+    size_bytes: r.sizeBytes,
+    created_at: new Date(r.createdAt).toISOString(),
+    memory: r.memory,
+  }
+}
+
+/** Children that failed are reported beside the ones that started, never swallowed. */
+export function toForkWire(r: ForkResult): Wire<typeof ForkResultWire> {
+  return {
+    forks: r.forks.map(toRunWire),
+    failed: r.failed.map((f) => ({ index: f.index, code: f.code, message: f.message })),
+  }
+}
+
+/** `POST /_emulator/reset` (and startEmulator()'s reset()). */
+export function toResetWire(r: ResetResult): { destroyed: number; snapshots_deleted: number } {
+  return { destroyed: r.destroyed, snapshots_deleted: r.snapshotsDeleted }
+}
+
+// --- drift checks: each schema must describe the type kept in wire form, field for field ---------
 
 type SameKeys<A, B> = [keyof A] extends [keyof B] ? ([keyof B] extends [keyof A] ? true : false) : false
 /** The schema's output is assignable to the domain type and has exactly its keys. */
@@ -157,10 +218,6 @@ type Holds<T extends true> = T
 export type WireDriftChecks = [
   Holds<Describes<typeof ErrorWire, ErrorBody>>,
   Holds<Describes<typeof ErrorWire.shape.error, ErrorBody['error']>>,
-  Holds<Describes<typeof RunRecordWire, RunRecord>>,
-  Holds<Describes<typeof ExecResultWire, ExecResult>>,
-  Holds<Describes<typeof DestroyResultWire, DestroyResult>>,
-  Holds<Describes<typeof ForkFailureWire, ForkFailure>>,
   Holds<Describes<typeof UsageWireSchema, UsageWire>>,
   Holds<Describes<typeof HistoryEntryWire, Omit<HistoryRecord, 'owner' | 'reason'>>>,
   Holds<Describes<typeof AuditEntryWire, AuditEntry>>,

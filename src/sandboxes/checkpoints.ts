@@ -88,8 +88,8 @@ export class SandboxCheckpoints {
         'snapshot taken',
       )
       this.opts.events.emit('snapshot.created', s, {
-        snapshot_id: record.id,
-        size_bytes: record.sizeBytes,
+        snapshotId: record.id,
+        sizeBytes: record.sizeBytes,
         memory: record.memory,
       })
       return record
@@ -99,7 +99,7 @@ export class SandboxCheckpoints {
   async restore(owner: string, snapshotId: string): Promise<Sandbox> {
     return this.opts.catalog.use(owner, snapshotId, async (record) => {
       const sandbox = await this.opts.lifecycle.createFromSnapshot(owner, record)
-      this.opts.events.emit('sandbox.restored', sandbox, { snapshot_id: snapshotId, memory: record.memory })
+      this.opts.events.emit('sandbox.restored', sandbox, { snapshotId, memory: record.memory })
       return sandbox
     })
   }
@@ -144,7 +144,7 @@ export class SandboxCheckpoints {
         memory: record.memory,
       })
       for (const child of forks)
-        this.opts.events.emit('sandbox.restored', child, { forked_from: id, memory: record.memory })
+        this.opts.events.emit('sandbox.restored', child, { forkedFrom: id, memory: record.memory })
       if (forks.length === 0)
         throw failed[0]
           ? Errors.engine(`every fork child failed to start: ${failed[0].message}`)

@@ -7,8 +7,9 @@ import type { SandboxRegistry } from './registry.ts'
 import type { Sandbox } from './sandbox.ts'
 
 export interface ExecResult {
-  exit_code: number
+  exitCode: number
   stdout: string
+  /** The command's stderr, followed by the emulator's notes (truncation, timeout). */
   stderr: string
 }
 
@@ -33,7 +34,7 @@ export class GuestOperations {
     const { events, clock } = this.opts
     return this.withActivity(owner, id, async (s) => {
       const started = clock.now()
-      events.emit('exec.start', s, { command, timeout: timeoutSec })
+      events.emit('exec.start', s, { command, timeoutSec })
       const out = await this.opts.engine.exec(s.containerId, {
         command,
         timeoutMs: Math.round(timeoutSec * 1000),
@@ -46,13 +47,13 @@ export class GuestOperations {
       if (out.timedOut)
         stderr += `\n[isorun-emulator: command timed out after ${timeoutSec}s and was killed]\n`
       events.emit('exec.end', s, {
-        exit_code: out.exitCode,
-        timed_out: out.timedOut,
-        duration_ms: clock.now() - started,
-        stdout_bytes: out.stdout.length,
-        stderr_bytes: out.stderr.length,
+        exitCode: out.exitCode,
+        timedOut: out.timedOut,
+        durationMs: clock.now() - started,
+        stdoutBytes: out.stdout.length,
+        stderrBytes: out.stderr.length,
       })
-      return { exit_code: out.exitCode, stdout: out.stdout.toString('utf8'), stderr }
+      return { exitCode: out.exitCode, stdout: out.stdout.toString('utf8'), stderr }
     })
   }
 

@@ -10,7 +10,7 @@ import { newRunId } from './ids.ts'
 import { type InstanceIdentity, sandboxLabels } from './labels.ts'
 import type { Logger } from './logger.ts'
 import type { SandboxRegistry } from './registry.ts'
-import { billableMs, type Sandbox } from './sandbox.ts'
+import { billableMs, type DestroyReason, type Sandbox } from './sandbox.ts'
 import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
 import type { WarmPool } from './warm-pool.ts'
 
@@ -25,15 +25,13 @@ export interface CreateInput {
   egress?: EgressPolicy
 }
 
+/** What a destroyed sandbox used and cost, read just before its container went. */
 export interface DestroyResult {
-  status: 'destroyed'
-  cpu_ms: number
-  mem_peak_bytes: number
-  uptime_ms: number
-  cost_cents: number
+  cpuMs: number
+  memPeakBytes: number
+  uptimeMs: number
+  costCents: number
 }
-
-export type DestroyReason = 'api' | 'idle_timeout' | 'reset'
 
 export interface SandboxLifecycleOptions {
   engine: SandboxEngine
@@ -105,12 +103,12 @@ export class SandboxLifecycle {
     this.opts.events.emit('sandbox.created', sandbox, {
       image: sandbox.image,
       vcpus: sandbox.vcpus,
-      mem_mib: sandbox.memMib,
-      disk_mib: sandbox.diskMib,
-      timeout: sandbox.timeoutSec,
+      memMib: sandbox.memMib,
+      diskMib: sandbox.diskMib,
+      timeoutSec: sandbox.timeoutSec,
       // Names only: credential values never leave the sandbox's environment.
-      credentials: Object.keys(input.credentials),
-      ...(sandbox.egress ? { network: sandbox.egress } : {}),
+      credentialNames: Object.keys(input.credentials),
+      ...(sandbox.egress ? { egress: sandbox.egress } : {}),
     })
     return sandbox
   }
@@ -141,7 +139,7 @@ export class SandboxLifecycle {
     const { registry } = this.opts
     const s = registry.get(owner, id)
     s.timeoutSec = timeoutSec
-    this.opts.events.emit('timeout.set', s, { timeout: timeoutSec })
+    this.opts.events.emit('timeout.set', s, { timeoutSec })
     registry.touch(owner, id)
     registry.save(s)
     return s
@@ -172,19 +170,15 @@ export class SandboxLifecycle {
         throw err
       }
       registry.remove(id)
+      const billable = billableMs(s, endedAt)
       const result: DestroyResult = {
-        status: 'destroyed',
-        cpu_ms: usage.cpuMs,
-        mem_peak_bytes: usage.memPeakBytes,
-        uptime_ms: Math.max(0, endedAt - s.createdAt),
-        cost_cents: costCents(this.opts.pricing, s.vcpus, s.memMib, billableMs(s, endedAt)),
+        cpuMs: usage.cpuMs,
+        memPeakBytes: usage.memPeakBytes,
+        uptimeMs: Math.max(0, endedAt - s.createdAt),
+        costCents: costCents(this.opts.pricing, s.vcpus, s.memMib, billable),
       }
       this.log.info({ ...log, ...result }, 'sandbox destroyed')
-      this.opts.events.emit('sandbox.destroyed', s, {
-        reason,
-        ...result,
-        billable_ms: billableMs(s, endedAt),
-      })
+      this.opts.events.emit('sandbox.destroyed', s, { reason, ...result, billableMs: billable })
       await this.releaseEngineImage(s)
       return result
     })

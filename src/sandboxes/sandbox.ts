@@ -3,6 +3,9 @@ import type { EgressPolicy } from '../egress/policy.ts'
 /** A sandbox as the domain knows it. The container behind it is the engine's business. */
 export type SandboxStatus = 'running' | 'hibernated' | 'destroying'
 
+/** Why a sandbox went: asked for, idle past its timeout, or a reset of the emulator. */
+export type DestroyReason = 'api' | 'idle_timeout' | 'reset'
+
 export interface Sandbox {
   id: string
   /** sha256 of the API key that created it; only that key can see it. */
@@ -41,31 +44,4 @@ export interface Sandbox {
 export function billableMs(s: Sandbox, now: number): number {
   const hibernatedNow = s.hibernatedAt === undefined ? 0 : now - s.hibernatedAt
   return Math.max(0, now - s.createdAt - s.hibernatedMs - hibernatedNow)
-}
-
-/** The run record, exactly as the SDK reads it (snake_case). */
-export interface RunRecord {
-  id: string
-  status: string
-  image: string
-  vcpus: number
-  mem_mib: number
-  disk_mib: number
-  create_ms: number
-  created_at: string
-  timeout: number
-}
-
-export function toRunRecord(s: Sandbox): RunRecord {
-  return {
-    id: s.id,
-    status: s.status === 'destroying' ? 'running' : s.status,
-    image: s.image,
-    vcpus: s.vcpus,
-    mem_mib: s.memMib,
-    disk_mib: s.diskMib,
-    create_ms: s.createMs,
-    created_at: new Date(s.createdAt).toISOString(),
-    timeout: s.timeoutSec,
-  }
 }

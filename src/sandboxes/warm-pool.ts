@@ -78,11 +78,11 @@ export class WarmPool {
   }
 
   /** How many containers are ready, per key (for capabilities and tests). */
-  stats(): { image: string; vcpus: number; mem_mib: number; ready: number }[] {
+  stats(): { image: string; vcpus: number; memMib: number; ready: number }[] {
     return [...this.slots.values()].map((s) => ({
       image: s.key.image,
       vcpus: s.key.vcpus,
-      mem_mib: s.key.memMib,
+      memMib: s.key.memMib,
       ready: s.ready.length,
     }))
   }

@@ -10,6 +10,7 @@ import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
 import { parse } from '../validate.ts'
+import { toResetWire } from '../wire.ts'
 
 export interface ControlDeps {
   sandboxes: SandboxDomain
@@ -74,7 +75,9 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
 
   app.post('/reset', async (request) => {
     const { api_key } = parse(ResetBody, request.body, 'body')
-    return resetToSeed(deps.sandboxes, deps.seeder, api_key ? hashApiKey(api_key) : undefined)
+    return toResetWire(
+      await resetToSeed(deps.sandboxes, deps.seeder, api_key ? hashApiKey(api_key) : undefined),
+    )
   })
 
   app.get('/requests', async (request) => {

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { NetworkProfiles } from '../../egress/profiles.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
-import { toRunRecord } from '../../sandboxes/sandbox.ts'
 import { CreateRunBody, PatchRunBody, RunParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
+import { toDestroyWire, toRunWire } from '../wire.ts'
 
 /** Sandbox lifecycle: create, list, get, keep-alive, destroy. */
 export function runRoutes(
@@ -24,24 +24,24 @@ export function runRoutes(
       credentials: body.credentials ?? {},
       egress,
     })
-    return reply.status(201).send(toRunRecord(sandbox))
+    return reply.status(201).send(toRunWire(sandbox))
   })
 
-  app.get('/runs', async (request) => ({ runs: registry.list(request.owner).map(toRunRecord) }))
+  app.get('/runs', async (request) => ({ runs: registry.list(request.owner).map(toRunWire) }))
 
   app.get('/runs/:id', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return toRunRecord(registry.touch(request.owner, id))
+    return toRunWire(registry.touch(request.owner, id))
   })
 
   app.patch('/runs/:id', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { timeout } = parse(PatchRunBody, request.body, 'body')
-    return toRunRecord(lifecycle.setTimeout(request.owner, id, timeout))
+    return toRunWire(lifecycle.setTimeout(request.owner, id, timeout))
   })
 
   app.delete('/runs/:id', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return lifecycle.destroy(request.owner, id)
+    return toDestroyWire(await lifecycle.destroy(request.owner, id))
   })
 }

@@ -1,21 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
-import { toRunRecord } from '../../sandboxes/sandbox.ts'
-import type { SnapshotRecord } from '../../sandboxes/snapshot-store.ts'
 import { ForkBody, RestoreBody, RunParams, SnapshotParams } from '../schemas.ts'
 import { parse } from '../validate.ts'
-
-/** The snapshot as the SDK reads it; `memory` says whether processes were captured too. */
-function toSnapshotWire(r: SnapshotRecord) {
-  return {
-    snapshot_id: r.id,
-    id: r.id,
-    run_id: r.runId,
-    size_bytes: r.sizeBytes,
-    created_at: new Date(r.createdAt).toISOString(),
-    memory: r.memory,
-  }
-}
+import { toForkWire, toRunWire, toSnapshotWire } from '../wire.ts'
 
 /** Snapshot, restore, fork, hibernate, resume. */
 export function stateRoutes(
@@ -39,24 +26,23 @@ export function stateRoutes(
 
   app.post('/runs/restore', async (request, reply) => {
     const { snapshot_id } = parse(RestoreBody, request.body, 'body')
-    return reply.status(201).send(toRunRecord(await checkpoints.restore(request.owner, snapshot_id)))
+    return reply.status(201).send(toRunWire(await checkpoints.restore(request.owner, snapshot_id)))
   })
 
   app.post('/runs/:id/fork', async (request, reply) => {
     const { id } = parse(RunParams, request.params, 'params')
     const { count } = parse(ForkBody, request.body, 'body')
-    const { forks, failed } = await checkpoints.fork(request.owner, id, count, request.injectedForkFailures)
-    // Children that failed are reported beside the ones that started, never swallowed.
-    return reply.status(201).send({ forks: forks.map(toRunRecord), failed })
+    const forked = await checkpoints.fork(request.owner, id, count, request.injectedForkFailures)
+    return reply.status(201).send(toForkWire(forked))
   })
 
   app.post('/runs/:id/hibernate', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return toRunRecord(await checkpoints.hibernate(request.owner, id))
+    return toRunWire(await checkpoints.hibernate(request.owner, id))
   })
 
   app.post('/runs/:id/resume', async (request) => {
     const { id } = parse(RunParams, request.params, 'params')
-    return toRunRecord(await checkpoints.resume(request.owner, id))
+    return toRunWire(await checkpoints.resume(request.owner, id))
   })
 }
