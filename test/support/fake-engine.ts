@@ -16,15 +16,54 @@ import type {
   StoredSnapshot,
 } from '../../src/sandboxes/engine.ts'
 
+/** Engine calls a test can hold at their start, to see what happens while one is under way. */
+export type HeldCall = 'exec' | 'snapshot' | 'restore' | 'hibernate' | 'remove' | 'createPooled'
+
+export interface Hold {
+  /** Resolves once the held call has started (and is waiting). */
+  reached: Promise<void>
+  release(): void
+}
+
 /**
- * An in-memory SandboxEngine for the HTTP-layer tests (validation, auth, error mapping), which need no
- * containers. Anything that would need a real guest is answered from simple maps.
+ * An in-memory SandboxEngine for the HTTP-layer tests (validation, auth, error mapping) and the domain
+ * tests (test/domain.test.ts), which need no containers. Anything that would need a real guest is
+ * answered from simple maps; `calls` says what was asked, in order, and `hold` pauses a call midway.
  */
 export class FakeEngine implements SandboxEngine {
   reachable = true
   readonly created: SandboxSpec[] = []
   readonly files = new Map<string, Buffer>()
   readonly removed: string[] = []
+  /** `<call> <container or snapshot>` for the calls that change something, in the order they started. */
+  readonly calls: string[] = []
+  /** This many of the next removes fail (as when Docker cannot remove a container). */
+  failRemoves = 0
+  private readonly holds = new Map<HeldCall, (() => Promise<void>)[]>()
+
+  /** The next call of this kind waits at its start until released. */
+  hold(call: HeldCall): Hold {
+    let reached!: () => void
+    let release!: () => void
+    const started = new Promise<void>((resolve) => {
+      reached = resolve
+    })
+    const released = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const queue = this.holds.get(call) ?? []
+    queue.push(async () => {
+      reached()
+      await released
+    })
+    this.holds.set(call, queue)
+    return { reached: started, release }
+  }
+
+  private async enter(call: HeldCall, subject: string): Promise<void> {
+    this.calls.push(`${call} ${subject}`)
+    await this.holds.get(call)?.shift()?.()
+  }
 
   async ping(): Promise<void> {
     if (!this.reachable) throw Errors.engineUnavailable('connect ENOENT /var/run/docker.sock')
@@ -58,6 +97,7 @@ export class FakeEngine implements SandboxEngine {
   readonly claimed: [string, string][] = []
 
   async createPooled(spec: PoolSpec): Promise<string> {
+    await this.enter('createPooled', spec.poolId)
     this.pooled.push(spec)
     return `fake-${spec.poolId}`
   }
@@ -66,7 +106,8 @@ export class FakeEngine implements SandboxEngine {
     this.claimed.push([containerId, runId])
   }
 
-  async exec(_containerId: string, request: ExecRequest): Promise<ExecOutcome> {
+  async exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
+    await this.enter('exec', containerId)
     return {
       exitCode: 0,
       stdout: Buffer.from(request.command),
@@ -98,6 +139,11 @@ export class FakeEngine implements SandboxEngine {
   }
 
   async remove(containerId: string): Promise<void> {
+    await this.enter('remove', containerId)
+    if (this.failRemoves > 0) {
+      this.failRemoves--
+      throw Errors.engine(`fake remove of ${containerId} failed`)
+    }
     this.removed.push(containerId)
   }
 
@@ -111,25 +157,31 @@ export class FakeEngine implements SandboxEngine {
     return this.memory
   }
 
-  async snapshot(_containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+  async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+    await this.enter('snapshot', containerId)
     return { stored: { image: `fake-snapshot:${request.snapshotId}`, checkpointDir: null }, sizeBytes: 1 }
   }
 
-  async restore(_stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
+  async restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
     const n = this.restores++
+    await this.enter('restore', stored.image)
     if (this.failRestores.has(n)) throw Errors.engine(`fake restore ${n} failed`)
     return this.create(spec)
   }
 
-  async deleteSnapshot(): Promise<void> {}
+  async deleteSnapshot(stored: StoredSnapshot): Promise<void> {
+    this.calls.push(`deleteSnapshot ${stored.image}`)
+  }
 
   async releaseImage(): Promise<void> {}
 
   async hibernate(containerId: string): Promise<void> {
+    await this.enter('hibernate', containerId)
     this.hibernated.add(containerId)
   }
 
   async resume(containerId: string): Promise<void> {
+    this.calls.push(`resume ${containerId}`)
     this.hibernated.delete(containerId)
   }
 
