@@ -53,7 +53,7 @@ export async function runExec(
     stream.on('data', (chunk: Buffer) => demux.push(chunk))
     stream.once('end', resolve)
     stream.once('close', resolve)
-    stream.once('error', reject)
+    stream.on('error', reject)
   })
 
   let timer: NodeJS.Timeout | undefined
@@ -101,7 +101,7 @@ async function killByMarker(docker: Docker, containerId: string, marker: string)
     stream.resume()
     stream.once('end', resolve)
     stream.once('close', resolve)
-    stream.once('error', () => resolve())
+    stream.on('error', () => resolve())
   })
 }
 

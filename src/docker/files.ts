@@ -1,5 +1,6 @@
+import type { IncomingMessage } from 'node:http'
 import { posix } from 'node:path'
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type Docker from 'dockerode'
 import * as tar from 'tar-stream'
@@ -14,6 +15,8 @@ const MAX_SYMLINK_HOPS = 8
 /**
  * Writes one file through the engine's archive API: a one-entry tar extracted at `/`. Docker creates
  * missing parent directories (0755) while extracting, and the bytes are streamed, never buffered whole.
+ * Extracting a file over a directory replaces the directory (and `..` named the container's root), so
+ * the path is normalized first and a directory there, or behind a symlink there, is refused.
  */
 export async function writeFile(
   docker: Docker,
@@ -22,9 +25,11 @@ export async function writeFile(
   size: number,
   content: Readable,
 ): Promise<void> {
+  const target = posix.normalize(path).replace(/\/+$/, '')
+  if (target === '' || (await isDirectory(docker, containerId, target))) throw Errors.notAFile(path)
   const pack = tar.pack()
   const entry = pack.entry({
-    name: path.replace(/^\/+/, ''),
+    name: target.slice(1),
     size,
     mode: 0o644,
     mtime: new Date(),
@@ -42,6 +47,50 @@ export async function writeFile(
     if (e?.statusCode === 400) throw Errors.notAFile(path)
     throw translateDockerError(err, () => Errors.runNotFound(containerId))
   }
+}
+
+/** Go's os.FileMode bits, as Docker's path stat reports them. */
+const MODE_DIR = 2 ** 31
+const MODE_SYMLINK = 2 ** 27
+
+/** Whether `path` is a directory, or a symlink (chain) to one; false when nothing is there. */
+async function isDirectory(docker: Docker, containerId: string, path: string): Promise<boolean> {
+  let current = path
+  for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
+    const stat = await statPath(docker, containerId, current)
+    if (!stat) return false
+    if (Math.floor(stat.mode / MODE_DIR) % 2 === 1) return true
+    if (Math.floor(stat.mode / MODE_SYMLINK) % 2 === 0 || !stat.linkTarget) return false
+    current = posix.resolve(posix.dirname(current), stat.linkTarget)
+  }
+  return false
+}
+
+/**
+ * Docker's stat of a path in the container (HEAD on the archive endpoint; parent symlinks resolved,
+ * the last component not followed); undefined when nothing is there.
+ */
+async function statPath(
+  docker: Docker,
+  containerId: string,
+  path: string,
+): Promise<{ mode: number; linkTarget: string } | undefined> {
+  let res: IncomingMessage
+  try {
+    res = (await docker.getContainer(containerId).infoArchive({ path })) as unknown as IncomingMessage
+  } catch (err) {
+    const e = err as { statusCode?: number; json?: { message?: string } | null }
+    if (e?.statusCode === 404 && !/no such container/i.test(e.json?.message ?? '')) return undefined
+    throw translateDockerError(err, () => Errors.runNotFound(containerId))
+  }
+  res.resume()
+  const header = res.headers['x-docker-container-path-stat']
+  if (typeof header !== 'string') return undefined
+  const stat = JSON.parse(Buffer.from(header, 'base64').toString('utf8')) as {
+    mode?: number
+    linkTarget?: string
+  }
+  return { mode: stat.mode ?? 0, linkTarget: stat.linkTarget ?? '' }
 }
 
 /** Streams one regular file out of the container, following symlinks. */
@@ -69,41 +118,59 @@ async function readArchiveEntry(
   } catch (err) {
     throw translateDockerError(err, () => Errors.pathNotFound(askedPath))
   }
+  const source = archive as Readable
+  const done = () => source.destroy()
   const extract = tar.extract()
   return new Promise<ArchiveEntry>((resolve, reject) => {
     let settled = false
-    const fail = (err: unknown) => {
+    const settle = (outcome: () => void) => {
       if (settled) return
       settled = true
-      ;(archive as Readable).destroy?.()
-      reject(err)
+      outcome()
     }
-    extract.once('entry', (header, entryStream, next) => {
-      settled = true
+    const fail = (err: unknown) => {
+      done()
+      settle(() => reject(err))
+    }
+    extract.on('entry', (header, entryStream, next) => {
+      const entry = entryStream as unknown as Readable
+      // An archive cut short (Docker stops sending when the file changes size while it reads it) errors
+      // the entry being read, whether anyone reads it or not: every entry has a listener.
+      entry.on('error', done)
+      if (settled) {
+        entry.resume()
+        return
+      }
       if (header.type === 'symlink' && header.linkname) {
-        ;(archive as Readable).destroy?.()
-        resolve({ kind: 'symlink', target: header.linkname })
+        done()
+        settle(() => resolve({ kind: 'symlink', target: header.linkname as string }))
         return
       }
       if (header.type !== 'file') {
-        ;(archive as Readable).destroy?.()
-        reject(Errors.notAFile(askedPath))
+        fail(Errors.notAFile(askedPath))
         return
       }
-      // The entry's own stream goes to the client as it is (no extra copy through a PassThrough); once
-      // it ends, or the client goes away, the archive is done with.
-      const out = entryStream as unknown as Readable
-      out.once('end', () => {
+      // A Node stream for the client, so that an error before anyone listens is kept (a tar-stream entry
+      // is a streamx stream); the chunks pass through, not copied. Once the entry ends, or the client
+      // goes away, the archive is done with.
+      const out = new PassThrough()
+      entry.on('error', () =>
+        out.destroy(
+          Errors.conflict(`${askedPath} changed while it was being read; read it again`, { path: askedPath }),
+        ),
+      )
+      entry.once('end', () => {
         next()
-        ;(archive as Readable).destroy?.()
+        done()
       })
-      out.once('close', () => (archive as Readable).destroy?.())
-      resolve({ kind: 'file', download: { size: header.size ?? 0, stream: out } })
+      out.once('close', done)
+      entry.pipe(out)
+      settle(() => resolve({ kind: 'file', download: { size: header.size ?? 0, stream: out } }))
     })
-    extract.once('finish', () => fail(Errors.pathNotFound(askedPath)))
-    extract.once('error', fail)
-    ;(archive as Readable).once('error', fail)
-    ;(archive as Readable).pipe(extract)
+    extract.on('finish', () => fail(Errors.pathNotFound(askedPath)))
+    extract.on('error', fail)
+    source.on('error', fail)
+    source.pipe(extract)
   })
 }
 
