@@ -11,6 +11,7 @@ import { NetworkProfiles } from './egress/profiles.ts'
 import { hostResolver } from './egress/resolver.ts'
 import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
+import { answerClientError, limitHeadTime } from './http/client-errors.ts'
 import { registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
@@ -76,7 +77,10 @@ export function buildApp(deps: AppDeps): App {
     // Long execs are fine; the SDK waits up to 120 s for headers.
     requestTimeout: 0,
     bodyLimit: 8 * 1024 * 1024,
+    // Requests Node's parser refuses get its status with the emulator's error body.
+    clientErrorHandler: (err, socket) => answerClientError(err, socket, config.headersTimeoutMs),
   })
+  limitHeadTime(app.server, config.headersTimeoutMs)
   const proxy = new GuestProxy()
   const clock = deps.clock ?? realClock
   const activity = trackApiActivity(app)

@@ -219,6 +219,13 @@ export const SETTINGS = {
     default: '1',
     help: '`0`: every url(port) request goes through the routes (no fast lane, which costs more CPU per request)',
   },
+  // From the head's first byte; for a connection's first request, from its opening. Bodies have none.
+  headersTimeoutMs: {
+    env: 'ISORUN_EMULATOR_HEADERS_TIMEOUT_MS',
+    schema: z.coerce.number().int().min(100),
+    default: '60000',
+    help: 'how long a client may take to send a request head; past it 408 and the connection closes (the routes and the fast lane alike)',
+  },
   criu: {
     env: 'ISORUN_EMULATOR_CRIU',
     schema: z.enum(['auto', 'off']),

@@ -4,6 +4,9 @@
  * the single body shape `{ "error": { "code", "message", "details"? } }`.
  */
 export type ErrorCode =
+  | 'bad_request'
+  | 'request_timeout'
+  | 'headers_too_large'
   | 'unauthorized'
   | 'forbidden'
   | 'validation_failed'
@@ -38,6 +41,16 @@ export class EmulatorError extends Error {
 
 /** Message templates live here, in one place, so the wording stays consistent across routes. */
 export const Errors = {
+  /** A request Node's HTTP parser (or the fast lane, as strict) refuses: `why` is the parser's word. */
+  badRequest: (why: string) => new EmulatorError('bad_request', 400, `malformed HTTP request: ${why}`),
+  headTimeout: (ms: number) =>
+    new EmulatorError(
+      'request_timeout',
+      408,
+      `the request head did not arrive within ${ms / 1000} s (ISORUN_EMULATOR_HEADERS_TIMEOUT_MS)`,
+    ),
+  headTooLarge: (why: string) =>
+    new EmulatorError('headers_too_large', 431, `request head too large: ${why}`),
   unauthorized: (why: string) => new EmulatorError('unauthorized', 401, why),
   validation: (field: string, problem: string) =>
     new EmulatorError('validation_failed', 400, `${field}: ${problem}`, { field }),

@@ -11,6 +11,10 @@ import { RawHttpClient, type RawResponse } from './support/raw-http.ts'
 import { describeWithDocker, newApiKey } from './support/sdk.ts'
 
 const echoOf = (r: RawResponse) => JSON.parse(r.body.toString('utf8')) as Echo
+const errorOf = (r: RawResponse) =>
+  (JSON.parse(r.body.toString('utf8')) as { error: { code: string; message: string } }).error
+/** The emulators below give a client this long to send a request head (the default is a minute). */
+const HEAD_DEADLINE_MS = 2000
 const sha256 = (data: string) => createHash('sha256').update(data).digest('hex')
 
 // Each run has an emulator of its own, so the lane's counters (carried / handed off) count its requests
@@ -52,6 +56,7 @@ for (const fast of [true, false]) {
             ISORUN_EMULATOR_LOG_LEVEL: 'warn',
             ISORUN_EMULATOR_POOL: '0',
             ISORUN_EMULATOR_FAST_PROXY: fast ? '1' : '0',
+            ISORUN_EMULATOR_HEADERS_TIMEOUT_MS: String(HEAD_DEADLINE_MS),
           }),
         )
         port = server.port
@@ -259,6 +264,242 @@ for (const fast of [true, false]) {
           expectLane(armed, { carried: 0, handedOff: 1 })
         } finally {
           server.built.faults.remove(fault.id)
+        }
+      })
+
+      /**
+       * Sends `bytes` on a new connection and expects the emulator itself to refuse them with `status` and
+       * the error `code` (the guest's own server would answer without the emulator's error body), then
+       * to close the connection. Nothing reaches the guest: the lane carries nothing.
+       */
+      const expectRefused = async (bytes: string, status: number, code: string) => {
+        const before = stats()
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(Buffer.from(bytes, 'latin1'))
+          const r = await c.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({ status, code })
+          expect(await c.closedWithin(2000)).toBe(true)
+        } finally {
+          c.close()
+        }
+        if (fast) expect(stats().carried - before.carried).toBe(0)
+      }
+      const request = (line: string, headers: string[], body = '') =>
+        `${line}\r\n${[`Host: [::1]:${port}`, ...headers].map((h) => `${h}\r\n`).join('')}\r\n${body}`
+
+      it.each([
+        ['a LF smuggling a header', '/x\nContent-Length:40'],
+        ['a CR', '/x\ry'],
+        ['a control character', '/x\x01y'],
+        ['a tab', '/x\ty'],
+        ['DEL', '/x\x7fy'],
+        ['a byte beyond ASCII', '/x\xe9y'],
+      ])('refuses a request target with %s (400), before any guest sees it', async (_what, path) => {
+        await expectRefused(request(`GET ${prefix}${path} HTTP/1.1`, []), 400, 'bad_request')
+      })
+
+      it('refuses a duplicated Content-Length, even an equal one (400)', async () => {
+        const line = `POST ${prefix}/echo HTTP/1.1`
+        await expectRefused(
+          request(line, ['Content-Length: 3', 'Content-Length: 3'], 'abc'),
+          400,
+          'bad_request',
+        )
+        await expectRefused(
+          request(line, ['Content-Length: 3', 'content-length: 3'], 'abc'),
+          400,
+          'bad_request',
+        )
+      })
+
+      it('answers a request with bare LF line ends at once (400), rather than waiting for a CRLF', async () => {
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\nHost: x\n\n`, 400, 'bad_request')
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n`, 400, 'bad_request')
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\r\n\n`, 400, 'bad_request')
+      })
+
+      it.each([
+        ['a control character in a value', ['X-A: a\x01b']],
+        ['NUL in a value', ['X-A: a\0b']],
+        ['DEL in a value', ['X-A: a\x7fb']],
+        ['a separator in a name', ['X(A): b']],
+        ['obsolete line folding', ['X-A: b', ' c']],
+        ['white space before the colon', ['X-A : b']],
+        ['a line without a colon', ['X-A']],
+      ])('refuses a header line with %s (400)', async (_what, headers) => {
+        await expectRefused(request(`GET ${prefix}/x HTTP/1.1`, headers), 400, 'bad_request')
+      })
+
+      it.each(['FOO', 'get'])('refuses a method Node does not know: %s (400)', async (method) => {
+        await expectRefused(request(`${method} ${prefix}/x HTTP/1.1`, []), 400, 'bad_request')
+      })
+
+      it('refuses more headers than Node accepts (431), and passes on as many as it does', async () => {
+        const headers = (n: number) => Array.from({ length: n }, (_, i) => `X-${i}: v`)
+        await expectRefused(request(`GET ${prefix}/x HTTP/1.1`, headers(1000)), 431, 'headers_too_large')
+        const c = await RawHttpClient.open(port)
+        try {
+          // (The guest's Node has the same limit, and the proxy adds Host and four X-Forwarded-*.)
+          c.send(request(`GET ${prefix}/many HTTP/1.1`, headers(990)))
+          const seen = echoOf(await c.response())
+          expect(seen.headers['x-989']).toBe('v')
+        } finally {
+          c.close()
+        }
+      })
+
+      it('answers garbage after a good request with 400, and closes', async () => {
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(get('/first'))
+          expect(echoOf(await c.response()).url).toBe('/first')
+          c.send('\x01\x02junk\r\n\r\n')
+          const r = await c.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({ status: 400, code: 'bad_request' })
+          expect(await c.closedWithin(2000)).toBe(true)
+        } finally {
+          c.close()
+        }
+        // Pipelined in one write, the garbage still ends in a 400 and the connection's end (Node's server
+        // may answer it before the good request's answer, which is then lost; the lane answers in order).
+        const p = await RawHttpClient.open(port)
+        try {
+          p.send(`${get('/first')}\x01\x02junk\r\n\r\n`)
+          let r = await p.response()
+          if (r.status === 200) r = await p.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({ status: 400, code: 'bad_request' })
+          expect(await p.closedWithin(2000)).toBe(true)
+        } finally {
+          p.close()
+        }
+      })
+
+      it.each([
+        ['white space after a chunk size', '3 \r\nabc\r\n0\r\n\r\n'],
+        ['a control character in a chunk extension', '3;a\x01=b\r\nabc\r\n0\r\n\r\n'],
+        ['a bare LF after a chunk size', '3\nabc\r\n0\r\n\r\n'],
+        ['chunk data longer than its size', '3\r\nabcd\r\n0\r\n\r\n'],
+        ['a control character in a trailer', '0\r\nX-T: a\x01\r\n\r\n'],
+        ['a trailer line without a colon', '0\r\nX-T\r\n\r\n'],
+      ])('refuses a chunked request body with %s (400)', async (_what, body) => {
+        const line = `POST ${prefix}/echo HTTP/1.1`
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(Buffer.from(request(line, ['Transfer-Encoding: chunked'], body), 'latin1'))
+          const r = await c.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({ status: 400, code: 'bad_request' })
+          expect(await c.closedWithin(2000)).toBe(true)
+        } finally {
+          c.close()
+        }
+      })
+
+      it('passes bytes beyond ASCII in header values on unchanged, both ways', async () => {
+        const utf8 = Buffer.from('naïve—ü', 'utf8').toString('latin1')
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(Buffer.from(request(`GET ${prefix}/echo HTTP/1.1`, [`X-Name: ${utf8}`]), 'latin1'))
+          // The guest (Node) reads header bytes as latin1, as they were sent.
+          expect(echoOf(await c.response()).headers['x-name']).toBe(utf8)
+        } finally {
+          c.close()
+        }
+        // An answer without a body, whose head is all there is.
+        const raw = `HTTP/1.1 204 No Content\r\nContent-Disposition: attachment; filename="${utf8}"\r\n\r\n`
+        const d = await RawHttpClient.open(port)
+        try {
+          d.send(get(`/raw?b64=${encodeURIComponent(Buffer.from(raw, 'latin1').toString('base64'))}`))
+          const r = await d.response()
+          expect(r.status).toBe(204)
+          expect(r.headers['content-disposition']).toBe(`attachment; filename="${utf8}"`)
+        } finally {
+          d.close()
+        }
+      })
+
+      const rawAnswer = (raw: string) =>
+        get(`/raw?b64=${encodeURIComponent(Buffer.from(raw, 'latin1').toString('base64'))}`)
+
+      it.each([
+        [
+          'a control character in a header value',
+          'HTTP/1.1 200 OK\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nhi',
+        ],
+        [
+          'a duplicated Content-Length',
+          'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi',
+        ],
+        ['bare LF line ends', 'HTTP/1.1 200 OK\nContent-Length: 2\n\nhi'],
+        ['a control character in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi'],
+        ['a status below 100', 'HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nhi'],
+      ])('answers 502 to a guest whose answer has %s, and stays up', async (_what, raw) => {
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(rawAnswer(raw))
+          const r = await c.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({ status: 502, code: 'bad_gateway' })
+        } finally {
+          c.close()
+        }
+        const again = await RawHttpClient.open(port)
+        again.send(get('/hello'))
+        expect((await again.response()).body.toString()).toBe('ok')
+        again.close()
+      })
+
+      it("cuts the connection when a guest's chunked answer breaks its framing after the head", async () => {
+        const c = await RawHttpClient.open(port)
+        try {
+          c.send(rawAnswer('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nhi\r\n0\r\n\r\n'))
+          // The head is out; the client sees the body end early, never the bytes after the break.
+          await expect(c.response()).rejects.toThrow(/connection ended/)
+        } finally {
+          c.close()
+        }
+      })
+
+      it('answers 408 and closes when a request head does not arrive in time (slowloris)', async () => {
+        const c = await RawHttpClient.open(port)
+        const started = Date.now()
+        c.send(`GET ${prefix}/slow HTTP/1.1\r\nHost: x\r\nX-Slow: `)
+        // A byte now and then keeps the connection busy but never finishes the head.
+        const drip = setInterval(() => c.socket.writable && c.send('a'), 200)
+        try {
+          const r = await c.response()
+          const took = Date.now() - started
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({
+            status: 408,
+            code: 'request_timeout',
+          })
+          expect(took).toBeGreaterThanOrEqual(HEAD_DEADLINE_MS - 100)
+          expect(await c.closedWithin(2000)).toBe(true)
+        } finally {
+          clearInterval(drip)
+          c.close()
+        }
+        // A connection that sends nothing at all gets the same answer.
+        const idle = await RawHttpClient.open(port)
+        try {
+          const r = await idle.response()
+          expect({ status: r.status, code: errorOf(r).code }).toEqual({
+            status: 408,
+            code: 'request_timeout',
+          })
+        } finally {
+          idle.close()
+        }
+        // The next request on a kept-alive connection has its own deadline, from its first byte.
+        const kept = await RawHttpClient.open(port)
+        try {
+          kept.send(get('/hello'))
+          expect((await kept.response()).body.toString()).toBe('ok')
+          await new Promise((r) => setTimeout(r, HEAD_DEADLINE_MS + 500))
+          kept.send(`GET ${prefix}/slow HTTP/1.1\r\n`)
+          const r = await kept.response()
+          expect(r.status).toBe(408)
+        } finally {
+          kept.close()
         }
       })
     },

@@ -3,6 +3,7 @@ import { keepAliveMs } from '../src/proxy/fast/connection.ts'
 import {
   bodyTracker,
   MAX_HEAD_BYTES,
+  MAX_HEADERS,
   parseRequestHead,
   parseRequestLine,
   parseResponseHead,
@@ -78,6 +79,7 @@ describe('request heads the fast lane reads', () => {
     ['another coding then chunked', ['Transfer-Encoding: gzip, chunked']],
     ['two Transfer-Encoding headers', ['Transfer-Encoding: chunked', 'Transfer-Encoding: chunked']],
     ['two different Content-Lengths', ['Content-Length: 3', 'Content-Length: 4']],
+    ['two equal Content-Lengths (Node refuses them)', ['Content-Length: 3', 'content-length: 3']],
     ['a Content-Length list', ['Content-Length: 3, 3']],
     ['a signed Content-Length', ['Content-Length: +3']],
     ['a negative Content-Length', ['Content-Length: -1']],
@@ -98,7 +100,11 @@ describe('request heads the fast lane reads', () => {
     ['an empty name', [': b']],
     ['no colon', ['XA']],
     ['NUL in a value', ['X-A: b\0c']],
+    ['a control character in a value', ['X-A: b\x01c']],
+    ['an escape in a value', ['X-A: \x1b[31m']],
+    ['DEL in a value', ['X-A: b\x7fc']],
     ['a bare CR in a line', ['X-A: b\rX-B: c']],
+    ['a bare LF in a line', ['X-A: b\nX-B: c']],
   ])('leaves a malformed header line to Node: %s', (_why, headers) => {
     expect(request([GET, HOST, ...headers]).kind).toBe('unsupported')
   })
@@ -112,6 +118,14 @@ describe('request heads the fast lane reads', () => {
     ['a space in the target', 'GET /v1/runs/r/proxy/1/a b HTTP/1.1'],
     ['a separator in the method', 'G(ET /v1/runs/r/proxy/1/ HTTP/1.1'],
     ['CONNECT', 'CONNECT /v1/runs/r/proxy/1/ HTTP/1.1'],
+    ['a method Node does not know', 'FOO /v1/runs/r/proxy/1/ HTTP/1.1'],
+    ['a lower-case method', 'get /v1/runs/r/proxy/1/ HTTP/1.1'],
+    ['a LF in the target', 'GET /v1/runs/r/proxy/1/x\nContent-Length:40 HTTP/1.1'],
+    ['a CR in the target', 'GET /v1/runs/r/proxy/1/x\ry HTTP/1.1'],
+    ['a control character in the target', 'GET /v1/runs/r/proxy/1/x\x01y HTTP/1.1'],
+    ['a tab in the target', 'GET /v1/runs/r/proxy/1/x\ty HTTP/1.1'],
+    ['DEL in the target', 'GET /v1/runs/r/proxy/1/x\x7fy HTTP/1.1'],
+    ['a byte beyond ASCII in the target', 'GET /v1/runs/r/proxy/1/caf\xe9 HTTP/1.1'],
   ])('leaves a request line other than `TOKEN /target HTTP/1.1` to Node: %s', (_why, line) => {
     expect(request([line, HOST]).kind).toBe('unsupported')
   })
@@ -131,6 +145,22 @@ describe('request heads the fast lane reads', () => {
     expect(request([GET, HOST, big]).kind).toBe('unsupported')
     // Without its end in sight either.
     expect(parseRequestHead(buf(`${GET}\r\n${big}`)).kind).toBe('unsupported')
+    const lines = (n: number) => Array.from({ length: n }, (_, i) => `X-${i}: v`)
+    expect(request([GET, HOST, ...lines(MAX_HEADERS - 1)]).kind).toBe('head')
+    expect(request([GET, HOST, ...lines(MAX_HEADERS)]).kind).toBe('unsupported')
+  })
+
+  it('refuses a bare LF at once, without waiting for a blank line that may never come', () => {
+    expect(parseRequestHead(buf('GET /v1/runs/r/proxy/1/ HTTP/1.1\nHost: a\n\n')).kind).toBe('unsupported')
+    expect(parseRequestHead(buf('GET /v1/runs/r/proxy/1/ HTTP/1.1\n')).kind).toBe('unsupported')
+    expect(parseRequestHead(buf(`${GET}\r\n${HOST}\r\n\n`)).kind).toBe('unsupported')
+    expect(parseRequestHead(buf(`${GET}\r\n${HOST}\r\nX-A: b\n`)).kind).toBe('unsupported')
+    // A LF in the body after the head is the body's business.
+    expect(request([GET, HOST, 'Content-Length: 2'], '\n\n').kind).toBe('head')
+  })
+
+  it('passes obs-text (bytes beyond ASCII) in values, as Node does', () => {
+    expect(requestHead([GET, HOST, 'X-Name: caf\xc3\xa9']).rawHeaders[3]).toBe('caf\xc3\xa9')
   })
 
   it('reads a request line', () => {
@@ -177,16 +207,23 @@ describe("a guest's response heads, as the fast lane reads them", () => {
     ['a bad Content-Length', ['Content-Length: 1e3']],
     ['obsolete line folding', ['X-A: b', ' c']],
     ['a bad header name', ['X A: b']],
+    ['two equal Content-Lengths', ['Content-Length: 1', 'Content-Length: 1']],
+    ['a control character in a value', ['X-A: a\x01b']],
   ])('refuses an answer it cannot frame safely: %s', (_why, headers) => {
     expect(response(['HTTP/1.1 200 OK', ...headers]).kind).toBe('unsupported')
   })
 
-  it.each(['HTTP/2 200 OK', 'HTTP/1.1 2000 OK', 'ICY 200 OK', 'HTTP/1.1  200 OK'])(
-    'refuses the status line %j',
-    (line) => {
-      expect(response([line]).kind).toBe('unsupported')
-    },
-  )
+  it.each([
+    'HTTP/2 200 OK',
+    'HTTP/1.1 2000 OK',
+    'ICY 200 OK',
+    'HTTP/1.1  200 OK',
+    'HTTP/1.1 099 Low',
+    'HTTP/1.1 200 O\x01K',
+    'HTTP/1.1 200 O\x7fK',
+  ])('refuses the status line %j', (line) => {
+    expect(response([line]).kind).toBe('unsupported')
+  })
 
   it('says where the body ends (RFC 9112 §6.3)', () => {
     const head = (lines: string[]) => responseHead(['HTTP/1.1 200 OK', ...lines])
@@ -226,6 +263,29 @@ describe('body framing the fast lane follows', () => {
       })
     }
     expect(feed({ kind: 'chunked' }, '5\r\nhello\r\n', 4)).toMatchObject({ done: false, error: undefined })
+  })
+
+  it('accepts the chunk extensions Node does: a name, a token or a quoted string as its value', () => {
+    for (const ext of [';a', ';a=b', ';a="b c"', ';a="b\\"c"', ';a=1;b;c="x"']) {
+      expect(feed({ kind: 'chunked' }, `3${ext}\r\nabc\r\n0\r\n\r\n`, 5)).toMatchObject({
+        done: true,
+        error: undefined,
+      })
+    }
+  })
+
+  it.each([
+    ['white space after the size', '3 \r\nabc\r\n0\r\n\r\n'],
+    ['white space before an extension', '3 ;a=b\r\nabc\r\n0\r\n\r\n'],
+    ['a control character in an extension', '3;a\x01=b\r\nabc\r\n0\r\n\r\n'],
+    ['a separator in an extension name', '3;a@=b\r\nabc\r\n0\r\n\r\n'],
+    ['an unterminated quoted extension', '3;a="b\r\nabc\r\n0\r\n\r\n'],
+    ['a control character in a trailer', '0\r\nX-T: a\x01\r\n\r\n'],
+    ['a trailer line without a colon', '0\r\nX-T\r\n\r\n'],
+    ['a folded trailer line', '0\r\nX-T: a\r\n b\r\n\r\n'],
+    ['a bare LF after a trailer', '0\r\nX-T: a\n\r\n'],
+  ])('refuses chunked framing with %s', (_why, body) => {
+    expect(feed({ kind: 'chunked' }, body, 4).error).toMatch(/chunked framing/)
   })
 
   it('refuses broken chunked framing', () => {

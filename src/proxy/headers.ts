@@ -110,6 +110,16 @@ export function headerBlock(raw: string[]): string {
   return `${block}\r\n`
 }
 
+/**
+ * Why a guest's status line cannot be passed on, or undefined. Node's client reads a status below 100
+ * and control characters in the reason phrase, which Node's server then refuses to write (it throws).
+ */
+export function badStatusLine(status: number, reason: string): string | undefined {
+  if (!(status >= 100 && status <= 999)) return `status ${status} is not in [100, 999]`
+  if (/[^\t\x20-\x7e\x80-\xff]/.test(reason)) return 'a control character in the reason phrase'
+  return undefined
+}
+
 /** A response's first line; the reason phrase is Node's for the status unless given. */
 export function statusLine(status: number, reason = STATUS_CODES[status] ?? ''): string {
   return `HTTP/1.1 ${status} ${reason}\r\n`

@@ -1,9 +1,17 @@
 import type { ClientRequest, IncomingMessage, ServerResponse } from 'node:http'
 import { isStaleSocket, requestGuest, unreachable } from './guest-request.ts'
-import { clientResponseHeaders, forwardedProto, guestRequestHeaders, type RequestLike } from './headers.ts'
+import {
+  badStatusLine,
+  clientResponseHeaders,
+  forwardedProto,
+  guestRequestHeaders,
+  type RequestLike,
+} from './headers.ts'
 import type { GuestPool } from './pool.ts'
 import { isCdpDiscovery, type PublicView, rewriteCdpDiscovery, rewriteLocation } from './rewrite.ts'
 import type { GuestTarget } from './target.ts'
+
+const EMPTY = Buffer.alloc(0)
 
 /** DevTools discovery answers are a few KiB; a bigger body on those paths is passed through as it is. */
 const CDP_REWRITE_LIMIT = 1024 * 1024
@@ -38,6 +46,7 @@ export function forwardHttp(pool: GuestPool, exchange: HttpExchange): Promise<vo
   return new Promise<void>((resolve, reject) => {
     let upstream: ClientRequest
     let answered = false
+    let refused = false
     // The client went away (or the response ended): a request still running is abandoned.
     res.once('close', () => {
       if (!res.writableFinished) upstream.destroy()
@@ -46,6 +55,13 @@ export function forwardHttp(pool: GuestPool, exchange: HttpExchange): Promise<vo
     const send = (retry: boolean) => {
       upstream = requestGuest(target, method, headers, pool.agent(target.runId))
       upstream.on('response', (guestRes) => {
+        const bad = badStatusLine(guestRes.statusCode ?? 0, guestRes.statusMessage ?? '')
+        if (bad) {
+          // Refused before anything is written: the client gets the 502 from the error handler.
+          refused = true
+          upstream.destroy()
+          return reject(unreachable(target, new Error(`the guest's answer: ${bad}`)))
+        }
         answered = true
         exchange.takeOver()
         target.onConnected()
@@ -53,6 +69,7 @@ export function forwardHttp(pool: GuestPool, exchange: HttpExchange): Promise<vo
         resolve()
       })
       upstream.on('error', (err) => {
+        if (refused) return
         if (answered) return res.destroy()
         if (retry && !hasBody && isStaleSocket(upstream, err)) return send(false)
         reject(unreachable(target, err))
@@ -76,8 +93,9 @@ function relay(guestRes: IncomingMessage, { target, req, res }: HttpExchange, cd
   }
   res.writeHead(status, guestRes.statusMessage, headers)
   // A body of unknown length is a stream (chunked, server-sent events): the client gets the headers now,
-  // not with the first event.
-  if (guestRes.headers['content-length'] === undefined) res.flushHeaders()
+  // not with the first event. (An empty write rather than flushHeaders(), which would send the head as
+  // UTF-8 and so mangle header bytes beyond ASCII; Node writes a head before a Buffer as latin1.)
+  if (guestRes.headers['content-length'] === undefined) res.write(EMPTY)
   guestRes.pipe(res, { end: false })
   guestRes.once('end', () => {
     if (guestRes.rawTrailers.length > 0) res.addTrailers(pairs(guestRes.rawTrailers))

@@ -2,7 +2,13 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { requestGuest, unreachable } from './guest-request.ts'
-import { clientResponseHeaders, guestRequestHeaders, headerBlock, statusLine } from './headers.ts'
+import {
+  badStatusLine,
+  clientResponseHeaders,
+  guestRequestHeaders,
+  headerBlock,
+  statusLine,
+} from './headers.ts'
 import { publicView } from './http-proxy.ts'
 import type { GuestPool } from './pool.ts'
 import { rewriteLocation } from './rewrite.ts'
@@ -27,12 +33,23 @@ export function tunnelUpgrade(
     // A tunnel is long-lived and never reused: no keep-alive agent.
     const upstream = requestGuest(target, req.method ?? 'GET', headers, false)
     let answered = false
+    let refused = false
     const abandon = () => {
       if (!answered) upstream.destroy()
     }
     client.once('close', abandon)
+    /** A status line Node's client read but that must not be passed on: the client gets a 502. */
+    const refuse = (guestRes: IncomingMessage, drop: () => void): boolean => {
+      const bad = badStatusLine(guestRes.statusCode ?? 0, guestRes.statusMessage ?? '')
+      if (!bad) return false
+      refused = true
+      drop()
+      reject(unreachable(target, new Error(`the guest's answer: ${bad}`)))
+      return true
+    }
 
     upstream.once('upgrade', (guestRes, guest, guestHead) => {
+      if (refuse(guestRes, () => guest.destroy())) return
       answered = true
       client.off('close', abandon)
       target.onConnected()
@@ -42,26 +59,29 @@ export function tunnelUpgrade(
       }
       pool.trackTunnel(target.runId, client, guest)
       joinSockets(client, guest, target)
-      client.write(guestStatusLine(guestRes) + headerBlock(guestRes.rawHeaders))
+      // Header values may carry obs-text: one byte a character, as they came.
+      client.write(guestStatusLine(guestRes) + headerBlock(guestRes.rawHeaders), 'latin1')
       if (guestHead.length > 0) client.write(guestHead)
       if (head.length > 0) guest.write(head)
       resolve()
     })
 
     upstream.once('response', (guestRes) => {
+      if (refuse(guestRes, () => upstream.destroy())) return
       answered = true
       client.off('close', abandon)
       target.onConnected()
       const view = publicView(req, target)
       const headers = clientResponseHeaders(guestRes.rawHeaders, (l) => rewriteLocation(l, view))
       // No Transfer-Encoding on this connection: the body ends when the connection does.
-      client.write(guestStatusLine(guestRes) + headerBlock([...headers, 'Connection', 'close']))
+      client.write(guestStatusLine(guestRes) + headerBlock([...headers, 'Connection', 'close']), 'latin1')
       guestRes.pipe(client)
       guestRes.once('error', () => client.destroy())
       resolve()
     })
 
     upstream.on('error', (err) => {
+      if (refused) return
       if (answered) return client.destroy()
       reject(unreachable(target, err))
     })

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net'
+import { type EmulatorError, Errors } from '../../errors.ts'
 import { limitConnectTime } from '../../net/connect-timeout.ts'
 import { unreachable } from '../guest-request.ts'
 import {
@@ -42,6 +43,9 @@ export interface LaneContext {
   forget(): void
 }
 
+/** What may begin a request line before its CRLF arrives: anything else is refused without waiting. */
+const REQUEST_LINE_START = /^[\x20-\x7e]*\r?$/
+
 interface Guest {
   socket: Socket
   runId: string
@@ -84,6 +88,11 @@ export class LaneConnection {
   private guest: Guest | undefined
   private exchange: Exchange | undefined
   private clientEnded = false
+  /**
+   * When the head being read began (the connection's opening for its first request, else its first
+   * byte); undefined while no head is being read. The lane answers 408 past the server's headersTimeout.
+   */
+  private headSince: number | undefined
   private readonly client: Socket
   private readonly lane: LaneContext
   private readonly onData = (chunk: Buffer) => this.onClientData(chunk)
@@ -98,6 +107,7 @@ export class LaneConnection {
   }
 
   start(): void {
+    this.headSince = performance.now()
     this.client.on('data', this.onData)
     this.client.on('end', this.onEnd)
     for (const event of ['close', 'error']) this.client.on(event, this.onGone)
@@ -110,6 +120,7 @@ export class LaneConnection {
   destroy(): void {
     if (this.phase === 'gone') return
     this.phase = 'gone'
+    this.headSince = undefined
     this.lane.forget()
     this.client.destroy()
     this.dropGuest()
@@ -123,7 +134,10 @@ export class LaneConnection {
       this.forwardRequestBody(chunk)
       return
     }
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    if (this.pending.length === 0) {
+      this.pending = chunk
+      if (this.phase === 'head') this.headSince ??= performance.now()
+    } else this.pending = Buffer.concat([this.pending, chunk])
     if (this.phase === 'head') this.readHead()
     // While routing or answering, the next request waits (read no further until this one is done).
     else this.client.pause()
@@ -136,16 +150,21 @@ export class LaneConnection {
 
   private readHead(): void {
     // Only url(port) requests are the lane's; anything else is for the HTTP framework.
+    // Node's server answers what is malformed (400, as on the routes) or too big (431).
     const firstLineEnd = this.pending.indexOf('\r\n')
     if (firstLineEnd >= 0) {
       const line = parseRequestLine(this.pending.toString('latin1', 0, firstLineEnd))
       if (!line || !isProxyUrl(line.target)) return void this.handOff()
-    }
+    } else if (
+      !REQUEST_LINE_START.test(this.pending.toString('latin1', 0, Math.min(this.pending.length, 8192)))
+    )
+      return void this.handOff()
     const parsed = parseRequestHead(this.pending)
     if (parsed.kind === 'incomplete') return
     if (parsed.kind === 'unsupported' || !this.lane.hooks.enabled()) return void this.handOff()
     const head = parsed.head
     this.phase = 'routing'
+    this.headSince = undefined
     this.client.pause()
     this.lane.hooks.route(head.method, head.target).then(
       (target) => {
@@ -165,6 +184,7 @@ export class LaneConnection {
   private handOff(): void {
     if (this.phase === 'gone') return
     this.phase = 'gone'
+    this.headSince = undefined
     this.client.off('data', this.onData)
     this.client.off('end', this.onEnd)
     for (const event of ['close', 'error']) this.client.off(event, this.onGone)
@@ -174,6 +194,32 @@ export class LaneConnection {
     const pending = this.pending
     this.pending = EMPTY
     this.lane.handOff(this.client, pending)
+  }
+
+  /** Answers 408 and closes if a request head has been arriving for `ms` or more (slowloris). */
+  expireHead(now: number, ms: number): void {
+    if (this.phase === 'head' && this.headSince !== undefined && now - this.headSince >= ms)
+      this.refuse(Errors.headTimeout(ms))
+  }
+
+  /** A request body whose framing broke: 400 if no answer has begun, else the connection just ends. */
+  private refuseBody(ex: Exchange, why: string): void {
+    // The guest has part of a body that will never end: that connection is done for.
+    this.dropGuest()
+    if (ex.response) return void this.destroy()
+    this.refuse(Errors.badRequest(why))
+  }
+
+  /** Answers `e` and closes the connection, reading nothing more from the client. */
+  private refuse(e: EmulatorError): void {
+    this.phase = 'gone'
+    this.headSince = undefined
+    this.exchange = undefined
+    this.lane.forget()
+    this.dropGuest()
+    this.client.off('data', this.onData)
+    this.client.end(this.lane.hooks.errorResponse(e))
+    this.client.once('finish', () => this.client.destroy())
   }
 
   // --- one exchange ----------------------------------------------------------------------------
@@ -200,7 +246,8 @@ export class LaneConnection {
     this.phase = 'exchange'
     this.lane.carried()
     target.onTraffic()
-    this.guest?.socket.write(guestHead)
+    // Header values may carry obs-text: one byte a character, as they came (and as Node writes heads).
+    this.guest?.socket.write(guestHead, 'latin1')
     const rest = this.pending.subarray(head.size)
     this.pending = EMPTY
     if (rest.length > 0) this.forwardRequestBody(rest)
@@ -211,7 +258,7 @@ export class LaneConnection {
     const ex = this.exchange
     if (!ex) return
     const n = ex.request.take(chunk)
-    if (ex.request.error) return void this.destroy()
+    if (ex.request.error) return void this.refuseBody(ex, ex.request.error)
     if (n > 0 && this.guest && !this.guest.socket.destroyed) {
       if (!this.guest.socket.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
         this.client.pause()
@@ -258,7 +305,7 @@ export class LaneConnection {
         return void this.guestFailed(ex, new Error('the guest switched protocols unasked'))
       if (head.status < 200) {
         // 103 Early Hints and the like: passed on, then the real answer.
-        this.client.write(statusLine(head.status, head.reason) + headerBlock(headers))
+        this.client.write(statusLine(head.status, head.reason) + headerBlock(headers), 'latin1')
         ex.responseHead = rest
         if (rest.length === 0) return
         continue
@@ -291,7 +338,11 @@ export class LaneConnection {
     if (n < chunk.length) guest.spent = true
     const body = n === chunk.length ? chunk : chunk.subarray(0, n)
     const out =
-      head === undefined ? body : n === 0 ? head : Buffer.concat([Buffer.from(head, 'latin1'), body])
+      head === undefined
+        ? body
+        : n === 0
+          ? Buffer.from(head, 'latin1')
+          : Buffer.concat([Buffer.from(head, 'latin1'), body])
     if (out.length > 0 && !this.client.write(out)) {
       guest.socket.pause()
       this.client.once('drain', () => guest.socket.resume())
@@ -331,7 +382,10 @@ export class LaneConnection {
     }
     this.phase = 'head'
     this.client.resume()
-    if (this.pending.length > 0) this.readHead()
+    if (this.pending.length > 0) {
+      this.headSince = performance.now()
+      this.readHead()
+    }
   }
 
   // --- the guest's side ------------------------------------------------------------------------
@@ -415,7 +469,7 @@ export class LaneConnection {
         ex.target,
         () => {
           this.phase = 'exchange'
-          this.guest?.socket.write(ex.guestHead)
+          this.guest?.socket.write(ex.guestHead, 'latin1')
         },
         (again) => this.answerFailure(ex, again),
       )
@@ -428,11 +482,7 @@ export class LaneConnection {
   private answerFailure(ex: Exchange, err: Error): void {
     const e = unreachable(ex.target, err)
     this.completed(ex, e.status)
-    this.exchange = undefined
-    this.phase = 'gone'
-    this.lane.forget()
-    this.dropGuest()
-    this.client.end(this.lane.hooks.errorResponse(e))
+    this.refuse(e)
   }
 
   private completed(ex: Exchange, status: number): void {

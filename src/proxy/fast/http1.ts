@@ -1,18 +1,34 @@
+import { METHODS } from 'node:http'
+
 /**
- * Just enough HTTP/1.1 for the fast lane: message heads, and where a body ends. Strict on purpose: a
- * head this does not fully understand (obsolete line folding, odd framing, HTTP/1.0, Expect, upgrades)
- * is `unsupported`, and the lane hands the connection to Node's own HTTP server, which knows the rest.
+ * Just enough HTTP/1.1 for the fast lane: message heads, and where a body ends. Strict on purpose: what
+ * the lane passes on must mean the same to every parser after it (no request smuggling), so it accepts
+ * a subset of what Node's own parser (llhttp, strict mode) accepts. A request head it does not fully
+ * understand (obsolete line folding, odd framing, HTTP/1.0, Expect, upgrades, any byte out of place) is
+ * `unsupported`, and the lane hands the connection to Node's HTTP server, which answers it as the routes
+ * do (400 for a malformed head); a guest's answer it does not understand is a 502.
  */
 
-/** Node's default limit on a request head (--max-http-header-size). */
+/** Node's default limits on a request head: its size (--max-http-header-size) and its header lines. */
 export const MAX_HEAD_BYTES = 16 * 1024
+export const MAX_HEADERS = 1000
 /** A chunk-size line or trailer line longer than this is refused. */
 const MAX_LINE_BYTES = 4096
 
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\/[^ ]*) HTTP\/1\.1$/
-const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/
+const TOKEN_CHARS = "[!#$%&'*+.^_`|~0-9A-Za-z-]"
+const TOKEN = new RegExp(`^${TOKEN_CHARS}+$`)
+/** Origin form only, and only visible ASCII in the target (no control characters, no raw UTF-8). */
+const REQUEST_LINE = new RegExp(`^(${TOKEN_CHARS}+) (/[\\x21-\\x7e]*) HTTP/1\\.1$`)
+/** The methods Node's parser knows (it refuses others, and lower-case ones); CONNECT is never proxied. */
+const KNOWN_METHODS = new Set(METHODS.filter((m) => m !== 'CONNECT'))
+/** A reason phrase is HTAB, SP, visible characters and obs-text (RFC 9112 §4). */
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([\t\x20-\x7e\x80-\xff]*))?$/
+/** A field value has no control characters but HTAB (RFC 9110 §5.5); obs-text is let through, as Node does. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point.
+const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/
 const CRLFCRLF = Buffer.from('\r\n\r\n')
+const CR = 13
+const LF = 10
 
 export type Parsed<T> =
   | { kind: 'incomplete' }
@@ -55,23 +71,40 @@ interface Lines {
   size: number
 }
 
-/** Splits a head into its first line and header pairs; undefined when a line is malformed. */
+/**
+ * Splits a head into its first line and header pairs. `malformed` as soon as a line ends in a bare LF
+ * (parsers disagree on those: request smuggling) or a header line is not `token: value` with a clean
+ * value (no folding, no control characters); `too-big` beyond Node's limits.
+ */
 function splitHead(buf: Buffer): Lines | 'incomplete' | 'too-big' | 'malformed' {
   const end = buf.indexOf(CRLFCRLF)
-  if (end < 0) return buf.length > MAX_HEAD_BYTES ? 'too-big' : 'incomplete'
+  if (end < 0) {
+    // A bare LF now, rather than wait for a blank line that may never come. (In a whole head, the line
+    // checks below find it: no line may contain one.)
+    for (let lf = buf.indexOf(LF); lf >= 0; lf = buf.indexOf(LF, lf + 1))
+      if (lf === 0 || buf[lf - 1] !== CR) return 'malformed'
+    return buf.length > MAX_HEAD_BYTES ? 'too-big' : 'incomplete'
+  }
   if (end > MAX_HEAD_BYTES) return 'too-big'
   const lines = buf.toString('latin1', 0, end).split('\r\n')
+  if (lines.length - 1 > MAX_HEADERS) return 'too-big'
   const rawHeaders: string[] = []
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string
-    const colon = line.indexOf(':')
-    // No folding (a line starting with space), no bare CR or LF, no control characters.
-    if (colon <= 0 || /[\0\r\n]/.test(line)) return 'malformed'
-    const name = line.slice(0, colon)
-    if (!TOKEN.test(name)) return 'malformed'
-    rawHeaders.push(name, line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, ''))
+    const field = headerField(lines[i] as string)
+    if (!field) return 'malformed'
+    rawHeaders.push(field[0], field[1])
   }
   return { first: lines[0] as string, rawHeaders, size: end + CRLFCRLF.length }
+}
+
+/** `name: value` (value without its surrounding white space), or undefined for anything else. */
+function headerField(line: string): [string, string] | undefined {
+  const colon = line.indexOf(':')
+  if (colon <= 0) return undefined
+  const name = line.slice(0, colon)
+  const value = line.slice(colon + 1)
+  if (!TOKEN.test(name) || BAD_VALUE.test(value)) return undefined
+  return [name, value.replace(/^[ \t]+|[ \t]+$/g, '')]
 }
 
 function tokens(value: string): string[] {
@@ -87,7 +120,7 @@ export function parseRequestLine(line: string): { method: string; target: string
   const match = REQUEST_LINE.exec(line)
   if (!match) return undefined
   const [, method = '', target = ''] = match
-  return { method, target }
+  return KNOWN_METHODS.has(method) ? { method, target } : undefined
 }
 
 export function parseRequestHead(buf: Buffer): Parsed<RequestHead> {
@@ -95,9 +128,8 @@ export function parseRequestHead(buf: Buffer): Parsed<RequestHead> {
   if (split === 'incomplete') return { kind: 'incomplete' }
   if (typeof split === 'string') return { kind: 'unsupported', why: `head ${split}` }
   const line = parseRequestLine(split.first)
-  if (!line) return { kind: 'unsupported', why: 'not an HTTP/1.1 origin-form request line' }
+  if (!line) return { kind: 'unsupported', why: 'not an HTTP/1.1 origin-form request line of a known method' }
   const { method, target } = line
-  if (method === 'CONNECT') return { kind: 'unsupported', why: 'CONNECT' }
   let host: string | undefined
   let authorization: string | undefined
   let contentLength: string | undefined
@@ -115,8 +147,8 @@ export function parseRequestHead(buf: Buffer): Parsed<RequestHead> {
         authorization = value
         break
       case 'content-length':
-        if (contentLength !== undefined && contentLength !== value)
-          return { kind: 'unsupported', why: 'conflicting Content-Length' }
+        // Even two equal ones: Node refuses them (400), so the lane must not pass them on.
+        if (contentLength !== undefined) return { kind: 'unsupported', why: 'two Content-Length headers' }
         contentLength = value
         break
       case 'transfer-encoding':
@@ -158,7 +190,7 @@ export function parseResponseHead(buf: Buffer): Parsed<ResponseHead> {
   if (split === 'incomplete') return { kind: 'incomplete' }
   if (typeof split === 'string') return { kind: 'unsupported', why: `response head ${split}` }
   const line = STATUS_LINE.exec(split.first)
-  if (!line) return { kind: 'unsupported', why: 'not an HTTP/1.x status line' }
+  if (!line) return { kind: 'unsupported', why: 'not an HTTP/1.x status line with a status from 100 to 999' }
   const [, minor, statusText = '', reason = ''] = line
   let close = minor === '0'
   let transferEncoding: string | undefined
@@ -171,8 +203,8 @@ export function parseResponseHead(buf: Buffer): Parsed<ResponseHead> {
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
         break
       case 'content-length':
-        if (contentLength !== undefined && contentLength !== value)
-          return { kind: 'unsupported', why: 'conflicting Content-Length in the response' }
+        if (contentLength !== undefined)
+          return { kind: 'unsupported', why: 'two Content-Length headers in the response' }
         contentLength = value
         break
       case 'connection': {
@@ -256,8 +288,13 @@ class LengthTracker implements BodyTracker {
   }
 }
 
-const CR = 13
-const LF = 10
+/**
+ * A chunk size in hex, then extensions `;name` or `;name=value` (a token or a quoted string), nothing
+ * else: no white space, as Node's parser.
+ */
+const CHUNK_SIZE_LINE = new RegExp(
+  `^([0-9a-fA-F]{1,12})(?:;${TOKEN_CHARS}+(?:=(?:${TOKEN_CHARS}+|"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e]|\\\\[\\t \\x21-\\x7e])*"))?)*$`,
+)
 
 /** Chunked framing (RFC 9112 §7.1): size line, data, CRLF, ..., a zero size, trailer lines, a blank line. */
 class ChunkedTracker implements BodyTracker {
@@ -304,12 +341,15 @@ class ChunkedTracker implements BodyTracker {
       if (text !== '') this.error = 'chunked framing: data longer than its size'
       this.part = 'size'
     } else if (this.part === 'size') {
-      const size = /^([0-9a-fA-F]{1,12})[ \t]*(;.*)?$/.exec(text)?.[1]
-      if (size === undefined) this.error = 'chunked framing: bad chunk size'
+      const size = CHUNK_SIZE_LINE.exec(text)?.[1]
+      if (size === undefined) this.error = 'chunked framing: bad chunk size or extension'
       else {
         this.remaining = Number.parseInt(size, 16)
         this.part = this.remaining === 0 ? 'trailer' : 'data'
       }
-    } else if (this.part === 'trailer' && text === '') this.part = 'done'
+    } else if (this.part === 'trailer') {
+      if (text === '') this.part = 'done'
+      else if (!headerField(text)) this.error = 'chunked framing: bad trailer line'
+    }
   }
 }

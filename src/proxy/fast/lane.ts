@@ -23,6 +23,7 @@ export class FastLane {
   readonly stats = { carried: 0, handedOff: 0 }
   private server: Server | undefined
   private httpListeners: ((socket: Socket) => void)[] = []
+  private headCheck: NodeJS.Timeout | undefined
 
   readonly pool: GuestPool
   readonly hooks: FastLaneHooks
@@ -32,9 +33,15 @@ export class FastLane {
     this.hooks = hooks
   }
 
-  /** Takes over the server's new connections; those the lane leaves go to the server's own listener. */
+  /**
+   * Takes over the server's new connections; those the lane leaves go to the server's own listener.
+   * Request heads get the server's own deadline (`headersTimeout`, checked as often as the server
+   * checks it), so a slowloris client meets the same 408 on either path.
+   */
   attach(server: Server): void {
     this.server = server
+    const every = (server as Server & { connectionsCheckingInterval?: number }).connectionsCheckingInterval
+    this.headCheck = setInterval(() => this.expireHeads(server.headersTimeout), every ?? 30_000).unref()
     this.httpListeners = server.listeners('connection') as ((socket: Socket) => void)[]
     server.removeAllListeners('connection')
     server.on('connection', (socket: Socket) => {
@@ -63,8 +70,15 @@ export class FastLane {
     socket.resume()
   }
 
+  private expireHeads(ms: number): void {
+    if (!(ms > 0)) return
+    const now = performance.now()
+    for (const conn of this.connections) conn.expireHead(now, ms)
+  }
+
   /** Closes every connection the lane holds (the emulator is stopping). */
   close(): void {
+    clearInterval(this.headCheck)
     for (const conn of this.connections) conn.destroy()
     this.connections.clear()
   }
