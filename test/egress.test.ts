@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Isorun, IsorunError, type Sandbox } from 'isorun'
@@ -145,6 +146,32 @@ describeWithDocker('network profiles and egress through the real SDK', () => {
     const caps = await capabilities()
     expect(caps.egress.enforced).toBe(true)
     expect(caps.egress.network).toMatch(/^isorun-emulator-egress-/)
+  })
+
+  it("passes a destination's answer on byte for byte, and answers 502 to one Node cannot write", async () => {
+    // A destination that answers every request with the bytes it is given (latin1), then closes.
+    let answer = ''
+    const raw = createNetServer((socket) => socket.once('data', () => socket.end(answer, 'latin1')))
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve))
+    const port = (raw.address() as { port: number }).port
+    // (nc quits when its input ends: the input lasts until the answer is in.)
+    const ask = (s: Sandbox) =>
+      s.exec(
+        `(printf 'GET http://allowed.test:${port}/ HTTP/1.0\\r\\n\\r\\n'; sleep 2) | timeout 10 nc isorun-egress 3128`,
+      )
+    try {
+      const s = track(await isorun.create({ image: 'busybox:latest', network: { allow: ['allowed.test'] } }))
+      // A header value in UTF-8, on an answer of unknown length (sent on as a stream).
+      answer = 'HTTP/1.1 200 OK\r\nX-Name: caf\xc3\xa9\r\nConnection: close\r\n\r\nhi'
+      expect((await ask(s)).stdout).toContain('X-Name: café')
+      // A reason phrase with a control character: Node's server would throw writing it.
+      answer = 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nhi'
+      expect((await ask(s)).stdout).toContain('HTTP/1.1 502 Bad Gateway')
+      // The emulator is still there.
+      expect((await wget(s, `http://allowed.test:${test.port}/`)).out).toBe(ok)
+    } finally {
+      raw.close()
+    }
   })
 
   it('lets deny win over allow, and matches wildcards and CIDRs on the resolved address', async () => {

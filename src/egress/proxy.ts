@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { limitConnectTime } from '../net/connect-timeout.ts'
 import { SocketsByRun } from '../net/sockets-by-run.ts'
-import { clientResponseHeaders, closingResponse } from '../proxy/headers.ts'
+import { badStatusLine, clientResponseHeaders, closingResponse } from '../proxy/headers.ts'
 import type { Logger } from '../sandboxes/logger.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import { type CompiledPolicy, compilePolicy, type Decision, decide, type GuardedAddresses } from './policy.ts'
@@ -123,12 +123,19 @@ export class EgressProxy {
     upstream.on('response', (up) => {
       answered = true
       up.on('error', () => res.destroy())
+      // Node's server throws on what its client reads here (a status below 100, control characters).
+      const bad = badStatusLine(up.statusCode ?? 0, up.statusMessage ?? '')
+      if (bad) {
+        up.resume()
+        return plain(res, 502, `${route.host}:${route.port} (${route.address}) answered with ${bad}`)
+      }
       res.writeHead(
         up.statusCode ?? 502,
         up.statusMessage,
         clientResponseHeaders(up.rawHeaders, (v) => v),
       )
-      if (up.headers['content-length'] === undefined) res.flushHeaders()
+      // The head now, as latin1 (flushHeaders() would send it as UTF-8, mangling bytes beyond ASCII).
+      if (up.headers['content-length'] === undefined) res.write(Buffer.alloc(0))
       up.pipe(res)
     })
     upstream.on('error', (err) => {
