@@ -448,6 +448,43 @@ for (const fast of [true, false]) {
         again.close()
       })
 
+      it("relays a guest's answer to an upgrade byte for byte, and answers 502 to one Node cannot write", async () => {
+        const upgrade = (raw: string) =>
+          request(
+            `GET ${prefix}/raw?b64=${encodeURIComponent(Buffer.from(raw, 'latin1').toString('base64'))} HTTP/1.1`,
+            [
+              'Connection: Upgrade',
+              'Upgrade: websocket',
+              'Sec-WebSocket-Version: 13',
+              'Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==',
+            ],
+          )
+        const utf8 = Buffer.from('naïve', 'utf8').toString('latin1')
+        for (const status of [
+          '101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket',
+          '404 Not Found',
+        ]) {
+          const c = await RawHttpClient.open(port)
+          try {
+            c.send(upgrade(`HTTP/1.1 ${status}\r\nX-Name: ${utf8}\r\n\r\n`))
+            const r = await c.response({ head: true })
+            expect(r.headers['x-name']).toBe(utf8)
+          } finally {
+            c.close()
+          }
+        }
+        for (const line of ['101 Switching\x01 Protocols', '200 O\x01K']) {
+          const c = await RawHttpClient.open(port)
+          try {
+            c.send(upgrade(`HTTP/1.1 ${line}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n`))
+            const r = await c.response()
+            expect({ status: r.status, code: errorOf(r).code }).toEqual({ status: 502, code: 'bad_gateway' })
+          } finally {
+            c.close()
+          }
+        }
+      })
+
       it("cuts the connection when a guest's chunked answer breaks its framing after the head", async () => {
         const c = await RawHttpClient.open(port)
         try {
