@@ -59,7 +59,7 @@ export interface App {
   history: HistoryStore
   pool: WarmPool
   /** Egress enforcement: the isolated network and the egress proxy, started with the first policy. */
-  egress: EgressGateway
+  egressGateway: EgressGateway
   faults: FaultInjector
   journal: RequestJournal
   clock: Clock
@@ -102,7 +102,7 @@ export function buildApp(deps: AppDeps): App {
   })
   const profiles = NetworkProfiles.load(config.networkProfilesFile)
   // The proxy asks the domain which sandbox is at an address; the domain is made just below.
-  const egress: EgressGateway = new EgressGateway({
+  const egressGateway: EgressGateway = new EgressGateway({
     engine,
     identity,
     port: config.egressPort,
@@ -125,10 +125,10 @@ export function buildApp(deps: AppDeps): App {
     pool,
     strict: config.strict,
     beforeCheckpoint: async (runId) => {
-      egress.closeConnections(runId)
+      egressGateway.closeConnections(runId)
       await proxy.closeConnections(runId)
     },
-    egress,
+    egressEnforcer: egressGateway,
   })
 
   // The audit log listens first, so a destroy's history entry is written after its last audit entry.
@@ -163,7 +163,7 @@ export function buildApp(deps: AppDeps): App {
       engine: deps.engineInfo ?? null,
       memory: engine.memorySupport(),
       config,
-      egress: egress.status(),
+      egressStatus: egressGateway.status(),
     })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
   app.register(
@@ -186,7 +186,7 @@ export function buildApp(deps: AppDeps): App {
   app.addHook('onClose', async () => {
     sandboxes.close()
     await pool.drain()
-    await egress.close()
+    await egressGateway.close()
   })
   return {
     app,
@@ -197,7 +197,7 @@ export function buildApp(deps: AppDeps): App {
     audit,
     history,
     pool,
-    egress,
+    egressGateway,
     faults,
     journal,
     clock,

@@ -56,7 +56,7 @@ export interface CapabilityFacts {
   engine: EngineInfo | null
   memory: MemorySupport
   config: Pick<Config, 'execOutputLimit' | 'strict' | 'fastProxy' | 'cdpDiscovery'>
-  egress: EgressStatus
+  egressStatus: EgressStatus
 }
 
 /** What egress enforcement does here, for GET /_emulator/capabilities. */
@@ -77,7 +77,12 @@ function describeEgress(status: EgressStatus): EgressCapability {
   }
 }
 
-export function describeCapabilities({ engine, memory, config, egress }: CapabilityFacts): Capabilities {
+export function describeCapabilities({
+  engine,
+  memory,
+  config,
+  egressStatus,
+}: CapabilityFacts): Capabilities {
   return {
     engine,
     limits: {
@@ -99,7 +104,7 @@ export function describeCapabilities({ engine, memory, config, egress }: Capabil
       hibernate: memory.available ? 'checkpoint' : 'pause',
       strict: config.strict,
     },
-    egress: describeEgress(egress),
+    egress: describeEgress(egressStatus),
     proxy_fast_lane: config.fastProxy,
     cdp_root_discovery: config.cdpDiscovery,
   }

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { AuditEntry } from '../src/audit/chain.ts'
 import { VirtualClock } from '../src/sandboxes/clock.ts'
-import type { EgressPort } from '../src/sandboxes/egress-port.ts'
+import type { EgressEnforcer } from '../src/sandboxes/egress-enforcer.ts'
 import { buildFakeDomain, type FakeDomain } from './support/fake-domain.ts'
 import { FakeEngine } from './support/fake-engine.ts'
 import { buildInjectApp } from './support/inject-app.ts'
@@ -19,7 +19,7 @@ import { buildInjectApp } from './support/inject-app.ts'
 const OWNER = 'owner-hash'
 
 /** Egress enforcement that only says where a sandbox would go: enough for the domain to accept a policy. */
-const stubEgress: EgressPort = {
+const stubEgress: EgressEnforcer = {
   prepare: async () => ({
     attachment: { network: 'isolated', proxyHost: 'isorun-egress', proxyAddress: '10.0.0.1' },
     env: { HTTP_PROXY: 'http://isorun-egress:1' },
@@ -34,7 +34,7 @@ describe('the audit log and history on disk', () => {
   afterEach(() => t.close())
 
   it('records each event with the snake_case data it always had, in the same key order', async () => {
-    t = buildFakeDomain({ egress: stubEgress })
+    t = buildFakeDomain({ egressEnforcer: stubEgress })
     const { lifecycle, guest, checkpoints, proxyTargets, egressSources } = t.domain
     const s = await lifecycle.create(OWNER, {
       image: 'busybox:latest',

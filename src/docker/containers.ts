@@ -54,7 +54,7 @@ export async function createSandboxContainer(
   const init = entrypoint(settings)
   try {
     return await docker.createContainer({
-      name: spec.egress ? egressContainerName(spec.runId) : `isorun-${spec.runId}`,
+      name: spec.egressAttachment ? egressContainerName(spec.runId) : `isorun-${spec.runId}`,
       Image: image,
       Entrypoint: init.Entrypoint,
       Cmd: [],
@@ -71,7 +71,7 @@ export async function createSandboxContainer(
         NetworkMode: settings.network,
         SecurityOpt: [SECCOMP],
         // An egress policy: the isolated network instead (src/docker/egress-network.ts).
-        ...(spec.egress ? egressHostConfig(spec.egress) : {}),
+        ...(spec.egressAttachment ? egressHostConfig(spec.egressAttachment) : {}),
       },
     })
   } catch (err) {

@@ -1,5 +1,5 @@
 import { EmulatorError } from '../errors.ts'
-import type { EgressPort, EgressSetup } from '../sandboxes/egress-port.ts'
+import type { EgressEnforcer, EgressSetup } from '../sandboxes/egress-enforcer.ts'
 import type { IsolatedNetwork, SandboxEngine } from '../sandboxes/engine.ts'
 import type { InstanceIdentity } from '../sandboxes/labels.ts'
 import type { Logger } from '../sandboxes/logger.ts'
@@ -45,7 +45,7 @@ export interface EgressStatus {
  * engine's isolated network, then the egress proxy on the host's address on it. Sandboxes with a policy
  * join that network and get the proxy in their environment; the proxy is their only way out.
  */
-export class EgressGateway implements EgressPort {
+export class EgressGateway implements EgressEnforcer {
   private readonly opts: EgressGatewayOptions
   private readonly guarded = new GuardedAddresses()
   private readonly proxy: EgressProxy

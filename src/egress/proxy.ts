@@ -140,7 +140,7 @@ export class EgressProxy {
     })
     upstream.on('error', (err) => {
       if (answered || res.headersSent) return res.destroy()
-      plain(res, 502, unreachable(route, err))
+      plain(res, 502, destinationUnreachable(route, err))
     })
     req.pipe(upstream)
   }
@@ -181,7 +181,7 @@ export class EgressProxy {
       socket.pipe(upstream)
     })
     upstream.on('error', (err) => {
-      if (!connected) rawReply(socket, 502, unreachable(route, err))
+      if (!connected) rawReply(socket, 502, destinationUnreachable(route, err))
       else socket.destroy()
     })
     socket.once('close', () => upstream.destroy())
@@ -295,7 +295,7 @@ function connectTimeout(upstream: ReturnType<typeof request>, track: (s: Socket)
   })
 }
 
-function unreachable(route: Route, err: unknown): string {
+function destinationUnreachable(route: Route, err: unknown): string {
   const code = (err as { code?: string })?.code
   const why = code === 'ECONNREFUSED' ? 'connection refused' : ((err as Error)?.message ?? String(err))
   return `${route.host}:${route.port} (${route.address}) is allowed but did not answer: ${why}`

@@ -2,7 +2,7 @@ import type { PricingConfig } from '../config.ts'
 import { GuestAddresses } from './addresses.ts'
 import { SandboxCheckpoints } from './checkpoints.ts'
 import type { Clock } from './clock.ts'
-import type { EgressPort } from './egress-port.ts'
+import type { EgressEnforcer } from './egress-enforcer.ts'
 import { EgressSources } from './egress-sources.ts'
 import type { SandboxEngine } from './engine.ts'
 import { SandboxEvents } from './events.ts'
@@ -34,7 +34,7 @@ export interface SandboxDomainOptions {
   /** Called before a sandbox's processes are checkpointed (see SandboxCheckpointsOptions). */
   beforeCheckpoint?: (runId: string) => Promise<void>
   /** Enforces egress policies; without it a policy is refused (409). */
-  egress?: EgressPort
+  egressEnforcer?: EgressEnforcer
 }
 
 /**
@@ -81,7 +81,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     registry,
     snapshots: o.snapshots,
     pool: o.pool,
-    egress: o.egress,
+    egressEnforcer: o.egressEnforcer,
   })
   const addresses = new GuestAddresses(o.engine, events)
   const snapshots = new SnapshotCatalog(o.snapshots, o.engine, log)
@@ -118,7 +118,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
         log,
         registry,
         records: o.records,
-        egress: o.egress,
+        egressEnforcer: o.egressEnforcer,
       }),
     close: () => registry.close(),
   }

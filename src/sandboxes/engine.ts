@@ -17,7 +17,7 @@ export interface SandboxSpec {
   /** Facts needed to rebuild the sandbox record after an emulator restart. */
   labels: Record<string, string>
   /** Set for a sandbox with an egress policy: it joins the isolated network instead of the usual one. */
-  egress?: EgressAttachment
+  egressAttachment?: EgressAttachment
 }
 
 /** Where a sandbox with an egress policy is attached, and how its guest names the egress proxy. */

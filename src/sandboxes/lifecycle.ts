@@ -3,7 +3,7 @@ import type { EgressPolicy } from '../egress/policy.ts'
 import { EmulatorError, Errors } from '../errors.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
-import type { EgressPort } from './egress-port.ts'
+import type { EgressEnforcer } from './egress-enforcer.ts'
 import type { SandboxEngine, SandboxSpec } from './engine.ts'
 import type { SandboxEvents } from './events.ts'
 import { newRunId } from './ids.ts'
@@ -46,7 +46,7 @@ export interface SandboxLifecycleOptions {
   /** Started containers handed out by create when one fits (none: every create is cold). */
   pool?: WarmPool
   /** Enforces egress policies (isolated network + egress proxy); without it a policy is refused (409). */
-  egress?: EgressPort
+  egressEnforcer?: EgressEnforcer
 }
 
 /** A sandbox before its container exists. */
@@ -232,11 +232,11 @@ export class SandboxLifecycle {
    */
   private async withEgress(base: NewSandbox, spec: SandboxSpec): Promise<SandboxSpec> {
     if (!base.egress) return spec
-    if (!this.opts.egress) {
+    if (!this.opts.egressEnforcer) {
       throw new EmulatorError('capability_unavailable', 409, 'egress policies cannot be enforced here')
     }
-    const setup = await this.opts.egress.prepare()
-    return { ...spec, env: { ...spec.env, ...setup.env }, egress: setup.attachment }
+    const setup = await this.opts.egressEnforcer.prepare()
+    return { ...spec, env: { ...spec.env, ...setup.env }, egressAttachment: setup.attachment }
   }
 
   private specFor(base: NewSandbox, env: Record<string, string>): SandboxSpec {

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs'
 import type { Clock } from './clock.ts'
-import type { EgressPort } from './egress-port.ts'
+import type { EgressEnforcer } from './egress-enforcer.ts'
 import type { ManagedSandbox, SandboxEngine } from './engine.ts'
 import { sameFilesystemView } from './fs-view.ts'
 import { type InstanceIdentity, LABEL } from './labels.ts'
@@ -17,7 +17,7 @@ export interface RecoveryDeps {
   log: Logger
   registry: SandboxRegistry
   records: SandboxStateStore
-  egress?: EgressPort
+  egressEnforcer?: EgressEnforcer
 }
 
 /**
@@ -76,8 +76,8 @@ export async function recoverSandboxes(deps: RecoveryDeps): Promise<{ adopted: n
     )
   }
   // Adopted sandboxes with a policy need their proxy back; until it is, they reach nothing (fail closed).
-  if (deps.egress && registry.all().some((s) => s.egress)) {
-    await deps.egress
+  if (deps.egressEnforcer && registry.all().some((s) => s.egress)) {
+    await deps.egressEnforcer
       .prepare()
       .catch((err) => log.error({ err }, 'egress proxy not restored: sandboxes with a policy reach nothing'))
   }

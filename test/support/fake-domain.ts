@@ -5,7 +5,7 @@ import { HistoryStore } from '../../src/accounts/history.ts'
 import { AuditLog, loadAuditKey } from '../../src/audit/audit-log.ts'
 import { VirtualClock } from '../../src/sandboxes/clock.ts'
 import { createSandboxDomain, type SandboxDomain } from '../../src/sandboxes/domain.ts'
-import type { EgressPort } from '../../src/sandboxes/egress-port.ts'
+import type { EgressEnforcer } from '../../src/sandboxes/egress-enforcer.ts'
 import type { Logger } from '../../src/sandboxes/logger.ts'
 import { SnapshotStore } from '../../src/sandboxes/snapshot-store.ts'
 import { SandboxStateStore } from '../../src/sandboxes/state-store.ts'
@@ -52,7 +52,7 @@ export function buildFakeDomain(
   options: {
     engine?: FakeEngine
     strict?: boolean
-    egress?: EgressPort
+    egressEnforcer?: EgressEnforcer
     pool?: WarmPool
     beforeCheckpoint?: (runId: string) => Promise<void>
   } = {},
@@ -73,7 +73,7 @@ export function buildFakeDomain(
     pool: options.pool,
     strict: options.strict ?? false,
     beforeCheckpoint: options.beforeCheckpoint,
-    egress: options.egress,
+    egressEnforcer: options.egressEnforcer,
   })
   const audit = new AuditLog(dataDir, loadAuditKey(dataDir, undefined), () => clock.now())
   audit.follow(domain.events)

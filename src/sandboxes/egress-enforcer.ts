@@ -9,11 +9,12 @@ export interface EgressSetup {
 }
 
 /**
- * The domain's view of egress enforcement (src/egress/gateway.ts implements it): readies the isolated
- * network and the egress proxy on first use, and cuts a sandbox's proxied connections before a
- * checkpoint. The policy itself travels with the sandbox; the proxy reads it from there.
+ * What enforces egress policies, as the domain sees it (src/egress/gateway.ts implements it): readies
+ * the isolated network and the egress proxy on first use, and cuts a sandbox's proxied connections
+ * before a checkpoint. The policy itself (`egress` on a sandbox) travels with the sandbox; the proxy
+ * reads it from there.
  */
-export interface EgressPort {
+export interface EgressEnforcer {
   prepare(): Promise<EgressSetup>
   closeConnections(runId: string): void
 }
