@@ -41,9 +41,21 @@ const DNS = {
   'v6.example': ['2001:db8::7'],
 }
 
-async function judge(policy: Partial<EgressPolicy>, host: string, guarded = new GuardedAddresses()) {
-  const dns = fakeDns(DNS)
-  const decision = await decide(compilePolicy({ allow: [], deny: [], ...policy }), host, dns.resolve, guarded)
+/** This test's own "host": its interface addresses, as the guard would read them. */
+const HOST_ADDRESSES = ['127.0.0.1', '::1', '198.51.100.7', '2001:db8:1::7']
+
+async function judge(
+  policy: Partial<EgressPolicy>,
+  host: string,
+  guarded = new GuardedAddresses(() => HOST_ADDRESSES),
+  pinned: string[] = [],
+) {
+  const dns = fakeDns({ ...DNS, 'pinned.test': ['127.0.0.1'], 'own.example': ['198.51.100.7'] })
+  const decision = await decide(compilePolicy({ allow: [], deny: [], ...policy }), host, {
+    resolve: dns.resolve,
+    guarded,
+    pinned: (h) => pinned.includes(h),
+  })
   return { ...decision, asked: dns.asked }
 }
 
@@ -128,26 +140,71 @@ describe('egress policy matcher', () => {
     expect(await judge({ allow: ['*'] }, '140.82.112.3')).toMatchObject({ allowed: true })
   })
 
-  it('opens loopback, link-local and the sandbox network only to a rule that names them', async () => {
-    const guarded = new GuardedAddresses()
-    guarded.add('172.30.0.0/16')
+  it('opens loopback, link-local, private ranges and the host only to an IP or CIDR rule containing them', async () => {
+    const guarded = new GuardedAddresses(() => HOST_ADDRESSES)
     for (const [policy, host] of [
       [{ deny: ['evil.example'] }, 'localhost'],
       [{ allow: ['*'] }, '127.0.0.1'],
       [{ deny: ['evil.example'] }, 'metadata.example'],
-      [{ allow: ['*'] }, '172.30.0.1'],
       [{ deny: ['x.example'] }, '[::1]'],
+      [{ allow: ['*'] }, 'internal.example'],
+      [{ allow: ['*'] }, '172.16.5.5'],
+      [{ allow: ['*'] }, '192.168.1.1'],
+      [{ allow: ['*'] }, '100.64.0.1'],
+      [{ allow: ['*'] }, '100.127.255.254'],
+      [{ allow: ['*'] }, '[fd12::1]'],
+      [{ allow: ['*'] }, '[64:ff9b::a00:1]'],
+      [{ allow: ['*'] }, '198.51.100.7'],
+      [{ allow: ['*'] }, '[2001:db8:1::7]'],
+      [{ deny: ['nothing.example'] }, 'own.example'],
+      // A name rule is not enough: what a name resolves to is not the tenant's to vouch for.
+      [{ allow: ['localhost'] }, 'localhost'],
+      [{ allow: ['internal.example'] }, 'internal.example'],
+      [{ allow: ['*.example'] }, 'own.example'],
     ] as [Partial<EgressPolicy>, string][]) {
       const d = await judge(policy, host, guarded)
       expect(d.allowed, `${JSON.stringify(policy)} ${host}`).toBe(false)
-      expect(d.allowed ? '' : d.reason).toContain('only a rule naming it')
+      expect(d.allowed ? '' : d.reason).toContain('only an IP or CIDR rule containing it can allow')
     }
-    expect(await judge({ allow: ['localhost'] }, 'localhost', guarded)).toMatchObject({
+    expect(await judge({ allow: ['127.0.0.0/8'] }, 'localhost', guarded)).toMatchObject({
       allowed: true,
       address: '127.0.0.1',
     })
-    expect(await judge({ allow: ['127.0.0.0/8'] }, '127.0.0.1', guarded)).toMatchObject({ allowed: true })
-    expect(await judge({ allow: ['172.30.0.5'] }, '172.30.0.5', guarded)).toMatchObject({ allowed: true })
+    expect(await judge({ allow: ['10.0.0.0/8'] }, 'internal.example', guarded)).toMatchObject({
+      allowed: true,
+    })
+    expect(await judge({ allow: ['198.51.100.7'] }, '198.51.100.7', guarded)).toMatchObject({ allowed: true })
+    expect(await judge({ allow: ['100.64.0.0/10'] }, '100.64.0.1', guarded)).toMatchObject({ allowed: true })
+    // Public addresses stay open to "*".
+    expect(await judge({ allow: ['*'] }, '100.128.0.1', guarded)).toMatchObject({ allowed: true })
+    expect(await judge({ allow: ['*'] }, '172.32.0.1', guarded)).toMatchObject({ allowed: true })
+  })
+
+  it('trusts a name the operator pinned (ISORUN_EMULATOR_EGRESS_HOSTS) as far as the policy lets it through', async () => {
+    expect(await judge({ allow: ['pinned.test'] }, 'pinned.test', undefined, ['pinned.test'])).toMatchObject({
+      allowed: true,
+      address: '127.0.0.1',
+    })
+    expect(await judge({ allow: ['pinned.test'] }, 'pinned.test')).toMatchObject({ allowed: false })
+    expect(await judge({ deny: ['pinned.test'] }, 'pinned.test', undefined, ['pinned.test'])).toMatchObject({
+      allowed: false,
+    })
+  })
+
+  it('never opens a network sandboxes are on, whatever the rule', async () => {
+    const guarded = new GuardedAddresses(() => HOST_ADDRESSES)
+    guarded.addSandboxNetwork('172.30.0.0/16')
+    guarded.addSandboxNetwork('203.0.113.0/24')
+    for (const [policy, host] of [
+      [{ allow: ['*'] }, '172.30.0.1'],
+      [{ allow: ['172.30.0.5'] }, '172.30.0.5'],
+      [{ allow: ['0.0.0.0/0'] }, '172.30.9.9'],
+      [{ allow: ['evil.example'] }, 'evil.example'],
+    ] as [Partial<EgressPolicy>, string][]) {
+      const d = await judge(policy, host, guarded, ['evil.example'])
+      expect(d.allowed, `${JSON.stringify(policy)} ${host}`).toBe(false)
+      expect(d.allowed ? '' : d.reason).toContain('other sandboxes are never reachable')
+    }
   })
 
   it('rejects a name it cannot resolve (the proxy answers 502, not 403)', async () => {

@@ -308,8 +308,22 @@ export class DockerEngine implements SandboxEngine {
     )
   }
 
-  isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
-    return ensureIsolatedNetwork(this.docker, request)
+  async isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
+    const isolated = await ensureIsolatedNetwork(this.docker, request)
+    return { ...isolated, sandboxSubnets: [isolated.subnet, ...(await this.subnetsOf(this.opts.network))] }
+  }
+
+  /** The IPv4 and IPv6 subnets of a network (none for `host`, `none` or one that is gone). */
+  private async subnetsOf(network: string): Promise<string[]> {
+    try {
+      const info = (await this.docker
+        .getNetwork(encodeURIComponent(network))
+        .inspect()) as Docker.NetworkInspectInfo
+      return (info.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s))
+    } catch (err) {
+      if ((err as { statusCode?: number })?.statusCode === 404) return []
+      throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
+    }
   }
 
   releaseIsolatedNetwork(instanceId: string): Promise<void> {

@@ -38,7 +38,7 @@ function names(instanceId: string) {
 export async function ensureIsolatedNetwork(
   docker: Docker,
   request: IsolatedNetworkRequest,
-): Promise<IsolatedNetwork> {
+): Promise<Omit<IsolatedNetwork, 'sandboxSubnets'>> {
   await reapOrphanNetworks(docker)
   const n = names(request.instanceId)
   let info = await inspect(docker, n.network)

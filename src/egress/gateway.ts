@@ -139,7 +139,7 @@ export class EgressGateway implements EgressEnforcer {
             : 'set ISORUN_EMULATOR_EGRESS_PORT to a free port'),
       )
     }
-    this.guarded.add(network.subnet)
+    for (const subnet of network.sandboxSubnets) this.guarded.addSandboxNetwork(subnet)
     this.network = network
     if (network.hostFirewall) logger.info({ network: network.name }, network.hostFirewallNote)
     else

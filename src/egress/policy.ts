@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net'
+import { networkInterfaces } from 'node:os'
 
 /**
  * What a sandbox may reach. Rules are hostnames (`registry.npmjs.org`), wildcards (`*.github.com`: any
@@ -128,32 +129,85 @@ export class InvalidRule extends Error {
 export type Decision = { allowed: true; address: string } | { allowed: false; reason: string }
 
 /**
- * Addresses a broad rule must not open: the egress proxy runs on the emulator's host, so `localhost`,
- * link-local (cloud metadata) and the isolated network itself (other sandboxes, the host's side of it)
- * are reachable only through a rule that names them (a hostname, a wildcard other than `*`, an IP or a
- * CIDR), never through `*` or a deny-only policy.
+ * Where a destination's address lies, as far as the egress proxy is concerned: `sandboxes` is a network
+ * the engine puts sandboxes on (other tenants' sandboxes, and the host's side of that network: no rule
+ * opens it); `private` is loopback, link-local (cloud metadata), unspecified, RFC 1918, CGNAT, ULA,
+ * NAT64, or one of this host's own addresses (opened only by an IP or CIDR rule that contains it, or by
+ * a name the operator pinned: ISORUN_EMULATOR_EGRESS_HOSTS). The proxy runs on the emulator's host: its
+ * `localhost` and its neighbours are not the guest's, and the network the guest is on closes them.
  */
+export type AddressGuard = 'sandboxes' | 'private' | undefined
+
+const PRIVATE_RANGES: [string, number, 'ipv4' | 'ipv6'][] = [
+  ['0.0.0.0', 8, 'ipv4'],
+  ['127.0.0.0', 8, 'ipv4'],
+  ['169.254.0.0', 16, 'ipv4'],
+  ['10.0.0.0', 8, 'ipv4'],
+  ['172.16.0.0', 12, 'ipv4'],
+  ['192.168.0.0', 16, 'ipv4'],
+  ['100.64.0.0', 10, 'ipv4'],
+  ['::', 128, 'ipv6'],
+  ['::1', 128, 'ipv6'],
+  ['fe80::', 10, 'ipv6'],
+  ['fec0::', 10, 'ipv6'],
+  ['fc00::', 7, 'ipv6'],
+  ['64:ff9b::', 96, 'ipv6'],
+  ['64:ff9b:1::', 48, 'ipv6'],
+]
+
+/** How long this host's own addresses are remembered (bridges come and go with Docker networks). */
+const LOCAL_ADDRESSES_TTL_MS = 2000
+
+/** Every address of this host's interfaces. */
+function hostAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) =>
+    (list ?? []).map((a) => a.address.replace(/%.*$/, '')),
+  )
+}
+
 export class GuardedAddresses {
-  private readonly list = new BlockList()
+  private readonly ranges = new BlockList()
+  private readonly sandboxNetworks = new BlockList()
+  private readonly localAddresses: () => string[]
+  private local: { at: number; list: BlockList } | undefined
 
-  constructor() {
-    this.list.addSubnet('127.0.0.0', 8, 'ipv4')
-    this.list.addSubnet('0.0.0.0', 8, 'ipv4')
-    this.list.addSubnet('169.254.0.0', 16, 'ipv4')
-    this.list.addAddress('::1', 'ipv6')
-    this.list.addAddress('::', 'ipv6')
-    this.list.addSubnet('fe80::', 10, 'ipv6')
+  constructor(localAddresses: () => string[] = hostAddresses) {
+    this.localAddresses = localAddresses
+    for (const [addr, bits, fam] of PRIVATE_RANGES) this.ranges.addSubnet(addr, bits, fam)
   }
 
-  /** Adds a range (the isolated network's subnet, once it exists). */
-  add(cidr: string): void {
+  /** Adds a network sandboxes are on (no rule opens it). */
+  addSandboxNetwork(cidr: string): void {
     const [addr = '', bits = ''] = cidr.split('/')
-    if (isIP(addr)) this.list.addSubnet(addr, Number(bits), family(addr))
+    if (isIP(addr)) this.sandboxNetworks.addSubnet(addr, Number(bits), family(addr))
   }
 
-  has(ip: string): boolean {
-    return this.list.check(ip, family(ip))
+  guardOf(ip: string): AddressGuard {
+    const fam = family(ip)
+    if (this.sandboxNetworks.check(ip, fam)) return 'sandboxes'
+    if (this.ranges.check(ip, fam) || this.own().check(ip, fam)) return 'private'
+    return undefined
   }
+
+  private own(): BlockList {
+    const now = Date.now()
+    if (this.local && now - this.local.at < LOCAL_ADDRESSES_TTL_MS) return this.local.list
+    const list = new BlockList()
+    for (const ip of this.localAddresses()) {
+      const plain = normalizeIp(ip)
+      if (isIP(plain)) list.addAddress(plain, family(plain))
+    }
+    this.local = { at: now, list }
+    return list
+  }
+}
+
+/** What `decide` needs besides the policy: how names resolve, and which the operator pinned. */
+export interface DecideContext {
+  resolve: (host: string) => Promise<string[]>
+  guarded: GuardedAddresses
+  /** Whether the operator mapped this name to its address (ISORUN_EMULATOR_EGRESS_HOSTS). */
+  pinned?: (host: string) => boolean
 }
 
 /**
@@ -165,9 +219,9 @@ export class GuardedAddresses {
 export async function decide(
   compiled: CompiledPolicy,
   rawHost: string,
-  resolve: (host: string) => Promise<string[]>,
-  guarded: GuardedAddresses,
+  context: DecideContext,
 ): Promise<Decision> {
+  const { resolve, guarded } = context
   const host = normalizeHost(rawHost)
   const literal = isIP(host) !== 0
   const name = literal ? undefined : host
@@ -200,15 +254,31 @@ export async function decide(
   }
   if (candidates.length === 0) return { allowed: false, reason: notAllowed(compiled) }
 
-  const open = candidates.find((c) => !guarded.has(c.ip) || (c.rule !== undefined && c.rule.kind !== 'any'))
+  const pinned = name !== undefined && context.pinned?.(name) === true
+  const guards = candidates.map((c) => guarded.guardOf(c.ip))
+  const open = candidates.find((c, i) => {
+    const guard = guards[i]
+    if (guard === 'sandboxes') return false
+    if (guard === 'private') return pinned || rulesByIp(compiled, c.ip)
+    return true
+  })
   if (!open) {
-    const ip = candidates[0]?.ip ?? host
+    const i = guards.indexOf('sandboxes')
+    const ip = candidates[Math.max(0, i)]?.ip ?? host
     return {
       allowed: false,
-      reason: `${describe(host, ip)} is a loopback, link-local or sandbox-network address, which only a rule naming it (not "*", not a deny-only policy) can allow`,
+      reason:
+        i >= 0
+          ? `${describe(host, ip)} is on the sandboxes' network: other sandboxes are never reachable through the egress proxy`
+          : `${describe(host, ip)} is a loopback, link-local, private or this host's own address, which only an IP or CIDR rule containing it can allow (not a name, not "*", not a deny-only policy)`,
     }
   }
   return { allowed: true, address: open.ip }
+}
+
+/** Whether an IP or CIDR allow rule contains `ip` (what opens a private address). */
+function rulesByIp(compiled: CompiledPolicy, ip: string): boolean {
+  return compiled.allow.some((r) => r.kind === 'ip' && matchesIp(r, ip))
 }
 
 function describe(host: string, ip: string): string {

@@ -211,12 +211,11 @@ export class EgressProxy {
     this.byRun.add(sandbox.id, client)
     let decision: Decision
     try {
-      decision = await decide(
-        this.policyOf(sandbox),
-        host,
-        (h) => this.opts.resolver.resolve(h),
-        this.opts.guarded,
-      )
+      decision = await decide(this.policyOf(sandbox), host, {
+        resolve: (h) => this.opts.resolver.resolve(h),
+        guarded: this.opts.guarded,
+        pinned: (h) => this.opts.resolver.pinned?.(h) === true,
+      })
     } catch (err) {
       refuse(502, `cannot resolve ${host}: ${(err as Error).message}`)
       return undefined

@@ -6,6 +6,8 @@ import { normalizeHost } from './policy.ts'
 export interface HostResolver {
   /** Every address of `host`; rejects when it has none. */
   resolve(host: string): Promise<string[]>
+  /** Whether the operator pinned `host` to its address (then the egress guard trusts that address). */
+  pinned?(host: string): boolean
 }
 
 /**
@@ -15,6 +17,7 @@ export interface HostResolver {
 export function hostResolver(pinned: Readonly<Record<string, string>> = {}): HostResolver {
   const map = new Map(Object.entries(pinned).map(([name, ip]) => [normalizeHost(name), ip]))
   return {
+    pinned: (host: string) => map.has(normalizeHost(host)),
     async resolve(host: string): Promise<string[]> {
       const name = normalizeHost(host)
       const ip = map.get(name)

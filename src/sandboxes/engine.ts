@@ -42,6 +42,11 @@ export interface IsolatedNetwork {
   /** The host's own address on it, where the egress proxy listens. */
   gateway: string
   subnet: string
+  /**
+   * The subnets of every network this engine puts sandboxes on, this one included: the egress proxy
+   * never connects there (other sandboxes, whoever owns them).
+   */
+  sandboxSubnets: string[]
   /** Whether every other port of the host is closed to it (a host firewall rule); why not, if not. */
   hostFirewall: boolean
   hostFirewallNote: string
