@@ -14,6 +14,7 @@ import { requireApiKey } from './http/auth.ts'
 import { answerClientError, limitHeadTime } from './http/client-errors.ts'
 import { registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
+import { openApiFromRoutes } from './http/openapi.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
 import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
 import { controlRoutes } from './http/routes/control.ts'
@@ -141,6 +142,8 @@ export function buildApp(deps: AppDeps): App {
 
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
+  // Before any route: the document is made from the routes as they are registered.
+  const openApiDocument = openApiFromRoutes(app)
   const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, sandboxes, app.log)
   const faults = new FaultInjector()
   const journal = new RequestJournal()
@@ -165,7 +168,9 @@ export function buildApp(deps: AppDeps): App {
       config,
       egressStatus: egressGateway.status(),
     })
-  app.register(async (emu) => emulatorRoutes(emu, engine, capabilities), { prefix: '/_emulator' })
+  app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
+    prefix: '/_emulator',
+  })
   app.register(
     async (control) =>
       controlRoutes(control, { sandboxes, seeder, faults, journal, clock, adminToken: config.adminToken }),

@@ -6,6 +6,7 @@ import type { LightMyRequestResponse } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import type { App } from '../src/app.ts'
+import { buildOpenApiDocument } from '../src/http/openapi.ts'
 import { PENDING } from '../src/http/routes/not-implemented.ts'
 import {
   AuditEntryWire,
@@ -97,6 +98,12 @@ describe('GET /_emulator/openapi.json', () => {
     for (const [path, item] of Object.entries<Json>(doc.paths)) {
       for (const m of OPENAPI_METHODS.filter((x) => item[x])) expect(routes).toContain(`${m} ${path}`)
     }
+  })
+
+  it('is made from the routes: a /v1 route that declares nothing for it is refused', () => {
+    expect(() => buildOpenApiDocument([{ methods: ['GET'], url: '/v1/secret', schema: {} }])).toThrow(
+      'openapi: GET /v1/secret declares no schema.openapi',
+    )
   })
 
   it('declares every path parameter, and secures every operation but url(port)', () => {

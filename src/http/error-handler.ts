@@ -1,5 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { type EmulatorError, type ErrorCode, isEmulatorError } from '../errors.ts'
+import { z } from 'zod'
+import { type EmulatorError, type ErrorCode, Errors, isEmulatorError } from '../errors.ts'
+import { zodValidatorCompiler } from './zod-provider.ts'
 
 export interface ErrorBody {
   error: { code: ErrorCode | string; message: string; details?: Record<string, unknown> }
@@ -18,7 +20,9 @@ const FASTIFY_CODES: Record<number, ErrorCode> = {
  * engine errors, whose message is what a user needs to fix their setup.
  */
 export function registerErrorHandling(app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError, request, reply) => {
+  app.setValidatorCompiler(zodValidatorCompiler)
+  app.setErrorHandler((fastifyError: FastifyError, request, reply) => {
+    const err = validationFailure(fastifyError) ?? fastifyError
     if (isEmulatorError(err)) {
       // A 502 from url(port) is the guest's state (nothing listening yet), not the emulator's failure.
       if (err.status >= 500 && err.code !== 'bad_gateway') request.log.error({ err }, err.message)
@@ -40,6 +44,22 @@ export function registerErrorHandling(app: FastifyInstance): void {
       error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
     } satisfies ErrorBody)
   })
+}
+
+/** Where a request part is named in `details.field`: `body.vcpus`, `query.path`, `params.id`. */
+const PART_NAMES: Record<string, string> = {
+  body: 'body',
+  querystring: 'query',
+  params: 'params',
+  headers: 'headers',
+}
+
+/** A route schema's refusal (zod-provider.ts) as the 400 naming the first offending field. */
+function validationFailure(err: FastifyError): EmulatorError | undefined {
+  if (!(err instanceof z.ZodError) || !err.validationContext) return undefined
+  const issue = err.issues[0]
+  const field = [PART_NAMES[err.validationContext], ...(issue?.path ?? [])].join('.')
+  return Errors.validation(field, issue?.message ?? 'invalid')
 }
 
 /** The one error body shape, also for answers written straight to a socket (upgrade requests). */

@@ -1,17 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { METHODS } from 'node:http'
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
 import { z } from 'zod'
-import { PENDING } from './routes/not-implemented.ts'
-import {
-  CreateRunBody,
-  ExecBody,
-  ForkBody,
-  PatchRunBody,
-  PathQuery,
-  RestoreBody,
-  RunParams,
-  SnapshotParams,
-} from './schemas.ts'
+import { CreateRunBody, ExecBody, ForkBody, PatchRunBody, RestoreBody } from './schemas.ts'
 import {
   AuditEntryWire,
   DestroyResultWire,
@@ -21,8 +12,6 @@ import {
   ForkResultWire,
   HistoryWire,
   NetworkProfileListWire,
-  ProxyParams,
-  ProxyRestParams,
   RunListWire,
   RunRecordWire,
   SnapshotDeletedWire,
@@ -32,11 +21,51 @@ import {
 } from './wire.ts'
 
 /**
- * The OpenAPI 3.1 document of the /v1 surface, served at `GET /_emulator/openapi.json`. Request bodies,
- * query and path parameters are generated from the very zod schemas the routes validate with
- * (schemas.ts), responses from wire.ts; the table below only says which schema goes with which route.
- * test/openapi.test.ts fails when Fastify has a /v1 route this table does not document.
+ * The OpenAPI 3.1 document of the /v1 surface, served at `GET /_emulator/openapi.json`, generated from
+ * the routes themselves: each /v1 route declares its `params`, `querystring` and `body` schemas (the
+ * ones Fastify validates with) and, under `schema.openapi`, what the document says beside them (id,
+ * summary, answers with their wire.ts schemas). A /v1 route without that is an error at generation.
  */
+
+type ObjectSchema = z.ZodObject
+
+export interface ResponseDoc {
+  description: string
+  schema?: z.ZodType
+  /** Default application/json (with a schema) or no body (without). */
+  contentType?: string
+}
+
+/** What a route says about itself in the document, beside its validation schemas. */
+export interface OperationDoc {
+  /** For a route of several methods, each gets `<operationId><Method>`. */
+  operationId: string
+  tag: Tag
+  summary: string | ((method: string) => string)
+  description?: string
+  /** The particular answers; the ones every route of a kind has are added (see responses()). */
+  responses: Record<string, ResponseDoc>
+  /** A raw request body of any content type instead of JSON: what it is. */
+  rawBody?: string
+  /** url(port): the URL is the credential, no API key. */
+  public?: boolean
+  /** Path parameters the route checks by hand (url(port) forwards its raw URL), for the document only. */
+  params?: ObjectSchema
+}
+
+declare module 'fastify' {
+  interface FastifySchema {
+    openapi?: OperationDoc
+  }
+}
+
+export const noBody = (description: string): ResponseDoc => ({ description })
+export const json = (description: string, schema: z.ZodType): ResponseDoc => ({ description, schema })
+export const error = (description: string): ResponseDoc => ({ description, schema: ErrorWire })
+
+/** The document's tags, in its order. */
+const TAGS = ['runs', 'exec', 'files', 'state', 'accounts', 'proxy', 'not implemented'] as const
+type Tag = (typeof TAGS)[number]
 
 type Method = 'get' | 'put' | 'post' | 'delete' | 'options' | 'head' | 'patch' | 'trace'
 const OPENAPI_METHODS: readonly Method[] = [
@@ -50,254 +79,12 @@ const OPENAPI_METHODS: readonly Method[] = [
   'trace',
 ]
 
-type ObjectSchema = z.ZodObject
-
-interface Response {
-  description: string
-  schema?: z.ZodType
-  /** Default application/json (with a schema) or no body (without). */
-  contentType?: string
-}
-
-interface Operation {
-  method: Method
-  /** Fastify's form, under /v1: `/runs/:id`, `*` for a wildcard. */
-  path: string
-  operationId: string
-  tag: string
-  summary: string
-  params?: ObjectSchema
-  query?: ObjectSchema
-  body?: ObjectSchema
-  /** A raw (octet-stream) request body instead of JSON. */
-  rawBody?: string
-  responses: Record<string, Response>
-  /** url(port): the URL is the credential. */
-  public?: boolean
-  description?: string
-}
-
-const noBody = (description: string): Response => ({ description })
-const json = (description: string, schema: z.ZodType): Response => ({ description, schema })
-const error = (description: string): Response => ({ description, schema: ErrorWire })
-
-const OPERATIONS: Operation[] = [
-  {
-    method: 'post',
-    path: '/runs',
-    operationId: 'create',
-    tag: 'runs',
-    summary: 'Create a sandbox (a container with an init as PID 1, CPU and memory limits)',
-    body: CreateRunBody,
-    responses: { 201: json('the new sandbox', RunRecordWire) },
-  },
-  {
-    method: 'get',
-    path: '/runs',
-    operationId: 'list',
-    tag: 'runs',
-    summary: "The calling key's sandboxes",
-    responses: { 200: json('active sandboxes', RunListWire) },
-  },
-  {
-    method: 'get',
-    path: '/runs/:id',
-    operationId: 'get',
-    tag: 'runs',
-    summary: 'One sandbox (counts as activity for the idle timer)',
-    params: RunParams,
-    responses: { 200: json('the sandbox', RunRecordWire) },
-  },
-  {
-    method: 'patch',
-    path: '/runs/:id',
-    operationId: 'setTimeout',
-    tag: 'runs',
-    summary: 'Set the idle timeout (0 disables auto-destroy)',
-    params: RunParams,
-    body: PatchRunBody,
-    responses: { 200: json('the sandbox', RunRecordWire) },
-  },
-  {
-    method: 'delete',
-    path: '/runs/:id',
-    operationId: 'destroy',
-    tag: 'runs',
-    summary: 'Destroy a sandbox; returns what it used and cost',
-    params: RunParams,
-    responses: { 200: json('usage of the destroyed sandbox', DestroyResultWire) },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/exec',
-    operationId: 'exec',
-    tag: 'exec',
-    summary: 'Run a command with /bin/sh -c; a timeout kills the whole process tree (exit code 124)',
-    params: RunParams,
-    body: ExecBody,
-    responses: {
-      200: json('the command finished (any exit code)', ExecResultWire),
-      409: error('the sandbox is hibernated'),
-    },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/files/upload',
-    operationId: 'writeFile',
-    tag: 'files',
-    summary: 'Write a file (raw bytes of any content type, streamed)',
-    params: RunParams,
-    query: PathQuery,
-    rawBody: 'the file content',
-    responses: {
-      204: noBody('written'),
-      409: error('the sandbox is hibernated'),
-      413: error('larger than ISORUN_EMULATOR_UPLOAD_LIMIT'),
-    },
-  },
-  {
-    method: 'get',
-    path: '/runs/:id/files/download',
-    operationId: 'readFile',
-    tag: 'files',
-    summary: 'Read a file',
-    params: RunParams,
-    query: PathQuery,
-    responses: {
-      200: { description: 'the file content', contentType: 'application/octet-stream' },
-      409: error('the sandbox is hibernated'),
-    },
-  },
-  {
-    method: 'get',
-    path: '/runs/:id/files',
-    operationId: 'readdir',
-    tag: 'files',
-    summary: "A directory's entry names",
-    params: RunParams,
-    query: PathQuery,
-    responses: { 200: json('entry names', DirEntriesWire), 409: error('the sandbox is hibernated') },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/snapshot',
-    operationId: 'snapshot',
-    tag: 'state',
-    summary: "Snapshot files (docker commit) and, with CRIU, processes' memory; the sandbox keeps running",
-    params: RunParams,
-    responses: {
-      201: json('the snapshot', SnapshotWire),
-      409: error('hibernated, or (strict mode) memory cannot be kept'),
-    },
-  },
-  {
-    method: 'get',
-    path: '/snapshots',
-    operationId: 'listSnapshots',
-    tag: 'state',
-    summary: "The calling key's snapshots",
-    responses: { 200: json('snapshots', SnapshotListWire) },
-  },
-  {
-    method: 'delete',
-    path: '/snapshots/:id',
-    operationId: 'deleteSnapshot',
-    tag: 'state',
-    summary: 'Delete a snapshot',
-    params: SnapshotParams,
-    responses: { 200: json('deleted', SnapshotDeletedWire), 404: error('no such snapshot') },
-  },
-  {
-    method: 'post',
-    path: '/runs/restore',
-    operationId: 'restore',
-    tag: 'state',
-    summary: 'A new sandbox from a snapshot; with CRIU its processes carry on',
-    body: RestoreBody,
-    responses: { 201: json('the new sandbox', RunRecordWire), 404: error('no such snapshot') },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/fork',
-    operationId: 'fork',
-    tag: 'state',
-    summary: 'One checkpoint, `count` children started in parallel; failed children are listed',
-    params: RunParams,
-    body: ForkBody,
-    responses: {
-      201: json('the children that started, and those that did not', ForkResultWire),
-      409: error('hibernated, or (strict mode) memory cannot be kept'),
-    },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/hibernate',
-    operationId: 'hibernate',
-    tag: 'state',
-    summary: 'Checkpoint to disk and stop (memory released); not billed while hibernated',
-    params: RunParams,
-    responses: { 200: json('the sandbox', RunRecordWire), 409: error('already hibernated') },
-  },
-  {
-    method: 'post',
-    path: '/runs/:id/resume',
-    operationId: 'resume',
-    tag: 'state',
-    summary: 'Start a hibernated sandbox from its checkpoint: same id, same processes',
-    params: RunParams,
-    responses: { 200: json('the sandbox', RunRecordWire), 409: error('not hibernated') },
-  },
-  {
-    method: 'get',
-    path: '/usage',
-    operationId: 'usage',
-    tag: 'accounts',
-    summary: 'Active sandboxes costed up to now, plus every destroyed one',
-    responses: { 200: json('usage', UsageWireSchema) },
-  },
-  {
-    method: 'get',
-    path: '/runs/history',
-    operationId: 'history',
-    tag: 'accounts',
-    summary: 'Every destroyed sandbox, newest first',
-    responses: { 200: json('destroyed sandboxes', HistoryWire) },
-  },
-  {
-    method: 'get',
-    path: '/runs/:id/audit',
-    operationId: 'auditLog',
-    tag: 'accounts',
-    summary: "A sandbox's HMAC-chained audit log, kept after destroy",
-    params: RunParams,
-    responses: {
-      200: {
-        description: 'one AuditEntry JSON object per line',
-        contentType: 'application/x-ndjson',
-        schema: z.string(),
-      },
-    },
-  },
-  {
-    method: 'get',
-    path: '/network-profiles',
-    operationId: 'networkProfiles',
-    tag: 'runs',
-    summary: 'The named egress policies a create may ask for (network_profile)',
-    responses: { 200: json('the profiles', NetworkProfileListWire) },
-  },
-  ...proxyOperations('/runs/:id/proxy/:port', ProxyParams, 'proxy'),
-  ...proxyOperations('/runs/:id/proxy/:port/*', ProxyRestParams, 'proxyPath'),
-]
-
-/** url(port): every method Fastify routes, to the sandbox's port; the guest's answer is passed through. */
-function proxyOperations(path: string, params: ObjectSchema, idPrefix: string): Operation[] {
-  return OPENAPI_METHODS.map((method) => ({
-    method,
-    path,
-    operationId: `${idPrefix}${method[0]?.toUpperCase()}${method.slice(1)}`,
+/** url(port)'s operations: every method, to the sandbox's port; the guest's answer is passed through. */
+export function urlPortDoc(operationId: string, params: ObjectSchema): OperationDoc {
+  return {
+    operationId,
     tag: 'proxy',
-    summary: `url(port): ${method.toUpperCase()} to the sandbox's port, streamed both ways`,
+    summary: (method) => `url(port): ${method.toUpperCase()} to the sandbox's port, streamed both ways`,
     description:
       'No API key needed: the URL embeds the unguessable run id. A bearer header is accepted and not ' +
       'forwarded. WebSocket upgrades are passed through. The guest answers; errors below are the emulator’s.',
@@ -310,15 +97,21 @@ function proxyOperations(path: string, params: ObjectSchema, idPrefix: string): 
       409: error('the sandbox is hibernated'),
       502: error('nothing listens on that port (yet)'),
     },
-  }))
+  }
 }
 
-/** Methods the proxy also routes that OpenAPI 3.1 has no operation for (WebDAV and the like). */
-const PROXY_EXTRA_METHODS = METHODS.filter(
-  (m) => m !== 'CONNECT' && !OPENAPI_METHODS.includes(m.toLowerCase() as Method),
-)
-
 // --- generation -------------------------------------------------------------------------------
+
+interface Operation {
+  method: Method
+  /** Fastify's form, under /v1: `/runs/:id`, `*` for a wildcard. */
+  path: string
+  doc: OperationDoc
+  operationId: string
+  params?: ObjectSchema
+  query?: ObjectSchema
+  body?: ObjectSchema
+}
 
 /** `/runs/:id/proxy/:port/*` → `/runs/{id}/proxy/{port}/{path}` */
 export function openApiPath(fastifyPath: string): string {
@@ -391,10 +184,10 @@ function ref(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
 }
 
 function requestBody(op: Operation): JsonSchema | undefined {
-  if (op.rawBody) {
+  if (op.doc.rawBody) {
     return {
       required: false,
-      description: op.rawBody,
+      description: op.doc.rawBody,
       content: { '*/*': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } },
     }
   }
@@ -405,10 +198,10 @@ function requestBody(op: Operation): JsonSchema | undefined {
 }
 
 function responses(op: Operation): Record<string, JsonSchema> {
-  const all: Record<string, Response> = { ...op.responses }
-  // The failures every operation of a kind can have, so the table lists only the particular ones.
+  const all: Record<string, ResponseDoc> = { ...op.doc.responses }
+  // The failures every operation of a kind can have, so routes list only the particular ones.
   if (op.params || op.query || op.body) all[400] ??= error('validation_failed: details.field names the field')
-  if (!op.public) all[401] ??= error('missing or invalid API key')
+  if (!op.doc.public) all[401] ??= error('missing or invalid API key')
   if (op.path.includes(':id')) all[404] ??= error('no such sandbox (or not this key’s)')
   all.default ??= error('any other failure (500 internal, 503 engine_unavailable, ...)')
   const out: Record<string, JsonSchema> = {}
@@ -427,28 +220,51 @@ function operationObject(op: Operation): JsonSchema {
     if (!declared.has(name ?? '')) throw new Error(`openapi: ${op.path} has no schema for {${name}}`)
   }
   const body = requestBody(op)
+  const { doc } = op
   return {
     operationId: op.operationId,
-    tags: [op.tag],
-    summary: op.summary,
-    ...(op.description ? { description: op.description } : {}),
+    tags: [doc.tag],
+    summary: typeof doc.summary === 'function' ? doc.summary(op.method) : doc.summary,
+    ...(doc.description ? { description: doc.description } : {}),
     ...(params.length ? { parameters: params } : {}),
     ...(body ? { requestBody: body } : {}),
     responses: responses(op),
-    ...(op.public ? { security: [] } : {}),
+    ...(doc.public ? { security: [] } : {}),
   }
 }
 
-/** The routes not built yet (routes/not-implemented.ts), documented as what they answer: 501. */
-function pendingOperations(): Operation[] {
-  return PENDING.map(([method, path, feature]) => ({
-    method: method.toLowerCase() as Method,
+/** A route schema's part as the zod object it is, if it is one. */
+function objectSchema(part: unknown): ObjectSchema | undefined {
+  return part instanceof z.ZodObject ? part : undefined
+}
+
+interface DocumentedRoute {
+  methods: string[]
+  url: string
+  schema: FastifySchema | undefined
+}
+
+/** A route's operations, one per OpenAPI method, and the methods OpenAPI has no operation for. */
+function operationsOf(route: DocumentedRoute): { operations: Operation[]; extra: string[] } {
+  const doc = route.schema?.openapi
+  if (!doc) throw new Error(`openapi: ${route.methods.join(',')} ${route.url} declares no schema.openapi`)
+  const path = route.url.replace(/^\/v1/, '')
+  const several = route.methods.length > 1
+  const operations = OPENAPI_METHODS.filter((m) => route.methods.includes(m.toUpperCase())).map((method) => ({
+    method,
     path,
-    operationId: `pending_${method.toLowerCase()}${path.replace(/[^A-Za-z0-9]+/g, '_')}`,
-    tag: 'not implemented',
-    summary: `${feature}: not implemented yet`,
-    responses: { 501: error(`not_implemented: ${feature}`) },
+    doc,
+    operationId: several
+      ? `${doc.operationId}${method[0]?.toUpperCase()}${method.slice(1)}`
+      : doc.operationId,
+    params: doc.params ?? objectSchema(route.schema?.params),
+    query: objectSchema(route.schema?.querystring),
+    body: objectSchema(route.schema?.body),
   }))
+  const extra = METHODS.filter(
+    (m) => route.methods.includes(m) && !OPENAPI_METHODS.includes(m.toLowerCase() as Method),
+  )
+  return { operations, extra }
 }
 
 function version(): string {
@@ -457,27 +273,27 @@ function version(): string {
   return String(pkg.version)
 }
 
-let cached: JsonSchema | undefined
-
-/** The document (built once; it depends on nothing but the schemas). */
-export function openApiDocument(): JsonSchema {
-  if (cached) return cached
+/** Builds the document from the routes registered under /v1. */
+export function buildOpenApiDocument(routes: readonly DocumentedRoute[]): JsonSchema {
   const paths: Record<string, Record<string, unknown>> = {}
-  for (const op of [...OPERATIONS, ...pendingOperations()]) {
-    const path = `/v1${openApiPath(op.path)}`
+  const tags = new Set<Tag>()
+  for (const route of routes) {
+    const { operations, extra } = operationsOf(route)
+    const path = `/v1${openApiPath(route.url.replace(/^\/v1/, ''))}`
     const item = paths[path] ?? {}
     paths[path] = item
-    if (item[op.method]) throw new Error(`openapi: ${op.method} ${op.path} documented twice`)
-    item[op.method] = operationObject(op)
-  }
-  for (const [path, item] of Object.entries(paths)) {
-    if (path.includes('/proxy/')) item['x-additional-methods'] = PROXY_EXTRA_METHODS
+    for (const op of operations) {
+      if (item[op.method]) throw new Error(`openapi: ${op.method} ${route.url} documented twice`)
+      item[op.method] = operationObject(op)
+      tags.add(op.doc.tag)
+    }
+    if (extra.length) item['x-additional-methods'] = extra
   }
   const schemas: Record<string, JsonSchema> = {}
   for (const [schema, name] of NAMED) {
     schemas[name] = jsonSchema(schema, REQUEST_SCHEMAS.has(schema) ? 'input' : 'output')
   }
-  cached = {
+  return {
     openapi: '3.1.1',
     info: {
       title: 'isorun-emulator',
@@ -486,7 +302,7 @@ export function openApiDocument(): JsonSchema {
         'The Isorun sandbox runner REST surface (/v1) as served by isorun-emulator, for isorun@1.0.1. ' +
         'Generated from the zod schemas that validate requests.',
     },
-    tags: [...new Set([...OPERATIONS, ...pendingOperations()].map((op) => op.tag))].map((name) => ({ name })),
+    tags: TAGS.filter((t) => tags.has(t)).map((name) => ({ name })),
     security: [{ bearerAuth: [] }],
     paths,
     components: {
@@ -501,5 +317,25 @@ export function openApiDocument(): JsonSchema {
       schemas,
     },
   }
-  return cached
+}
+
+/**
+ * Follows the app's routes as they are registered (call before registering any), and builds the
+ * document from the /v1 ones once, on first use, when every route is known.
+ */
+export function openApiFromRoutes(app: FastifyInstance): () => JsonSchema {
+  const routes: DocumentedRoute[] = []
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (!route.url.startsWith('/v1/')) return
+    const methods = [route.method].flat()
+    // Fastify adds a HEAD route beside every GET (exposeHeadRoutes): it answers as the GET does.
+    const head = methods.length === 1 && methods[0] === 'HEAD'
+    if (head && routes.some((r) => r.url === route.url && r.methods.includes('GET'))) return
+    routes.push({ methods, url: route.url, schema: route.schema })
+  })
+  let cached: JsonSchema | undefined
+  return () => {
+    cached ??= buildOpenApiDocument(routes)
+    return cached
+  }
 }

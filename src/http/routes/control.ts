@@ -9,8 +9,8 @@ import { bearerToken } from '../../net/bearer.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
-import { parse } from '../validate.ts'
 import { toResetWire } from '../wire.ts'
+import type { ZodTypeProvider } from '../zod-provider.ts'
 
 export interface ControlDeps {
   sandboxes: SandboxDomain
@@ -39,7 +39,8 @@ const IdParams = z.object({ id: z.string().min(1) })
  * The test-double control plane, in the emulator's own namespace: faults, the clock, reset and the
  * request journal. Open on loopback; with --admin-token every call needs that bearer token.
  */
-export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
+export function controlRoutes(fastify: FastifyInstance, deps: ControlDeps): void {
+  const app = fastify.withTypeProvider<ZodTypeProvider>()
   const { faults, journal } = deps
   if (deps.adminToken) {
     const admin = deps.adminToken
@@ -49,13 +50,12 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
     })
   }
 
-  app.post('/faults', async (request, reply) => {
-    const spec = parse(FaultSpec, request.body, 'body')
-    return reply.status(201).send({ id: faults.add(spec).id })
-  })
+  app.post('/faults', { schema: { body: FaultSpec } }, async (request, reply) =>
+    reply.status(201).send({ id: faults.add(request.body).id }),
+  )
   app.get('/faults', async () => ({ faults: faults.list() }))
-  app.delete('/faults/:id', async (request) => {
-    const { id } = parse(IdParams, request.params, 'params')
+  app.delete('/faults/:id', { schema: { params: IdParams } }, async (request) => {
+    const { id } = request.params
     if (!faults.remove(id)) throw new EmulatorError('not_found', 404, `fault ${id} not found`, { id })
     return { deleted: id }
   })
@@ -65,23 +65,21 @@ export function controlRoutes(app: FastifyInstance, deps: ControlDeps): void {
     mode: deps.clock instanceof VirtualClock ? 'virtual' : 'real',
     now: new Date(deps.clock.now()).toISOString(),
   }))
-  app.post('/clock/advance', async (request) => {
-    const { seconds } = parse(AdvanceBody, request.body, 'body')
+  app.post('/clock/advance', { schema: { body: AdvanceBody } }, async (request) => {
     if (!(deps.clock instanceof VirtualClock)) {
       throw Errors.conflict('the clock is real; start the emulator with --clock virtual to move it')
     }
-    return { now: new Date(deps.clock.advance(seconds * 1000)).toISOString() }
+    return { now: new Date(deps.clock.advance(request.body.seconds * 1000)).toISOString() }
   })
 
-  app.post('/reset', async (request) => {
-    const { api_key } = parse(ResetBody, request.body, 'body')
+  app.post('/reset', { schema: { body: ResetBody } }, async (request) => {
+    const { api_key } = request.body
     return toResetWire(
       await resetToSeed(deps.sandboxes, deps.seeder, api_key ? hashApiKey(api_key) : undefined),
     )
   })
 
-  app.get('/requests', async (request) => {
-    const q = parse(RequestsQuery, request.query, 'query')
-    return { requests: journal.query(q) }
-  })
+  app.get('/requests', { schema: { querystring: RequestsQuery } }, async (request) => ({
+    requests: journal.query(request.query),
+  }))
 }

@@ -1,13 +1,32 @@
 import type { FastifyInstance } from 'fastify'
 import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
+import { error, json } from '../openapi.ts'
 import { ExecBody, RunParams } from '../schemas.ts'
-import { parse } from '../validate.ts'
-import { toExecWire } from '../wire.ts'
+import { ExecResultWire, toExecWire } from '../wire.ts'
+import type { ZodTypeProvider } from '../zod-provider.ts'
 
-export function execRoutes(app: FastifyInstance, guest: GuestOperations): void {
-  app.post('/runs/:id/exec', async (request) => {
-    const { id } = parse(RunParams, request.params, 'params')
-    const { command, timeout } = parse(ExecBody, request.body, 'body')
-    return toExecWire(await guest.exec(request.owner, id, command, timeout))
-  })
+export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): void {
+  const app = fastify.withTypeProvider<ZodTypeProvider>()
+  app.post(
+    '/runs/:id/exec',
+    {
+      schema: {
+        params: RunParams,
+        body: ExecBody,
+        openapi: {
+          operationId: 'exec',
+          tag: 'exec',
+          summary: 'Run a command with /bin/sh -c; a timeout kills the whole process tree (exit code 124)',
+          responses: {
+            200: json('the command finished (any exit code)', ExecResultWire),
+            409: error('the sandbox is hibernated'),
+          },
+        },
+      },
+    },
+    async (request) => {
+      const { command, timeout } = request.body
+      return toExecWire(await guest.exec(request.owner, request.params.id, command, timeout))
+    },
+  )
 }

@@ -12,7 +12,9 @@ import { isCdpDiscovery } from '../../proxy/rewrite.ts'
 import type { GuestTarget } from '../../proxy/target.ts'
 import type { ProxyTarget, ProxyTargets } from '../../sandboxes/proxy-targets.ts'
 import { journalEntry } from '../control-hooks.ts'
+import { urlPortDoc } from '../openapi.ts'
 import { errorResponse } from '../raw-reply.ts'
+import { ProxyParams, ProxyRestParams } from '../wire.ts'
 
 /**
  * url(port): `/v1/runs/:id/proxy/:port/*` reaches the sandbox's own port, for every method, for
@@ -25,8 +27,12 @@ export function proxyRoutes(app: FastifyInstance, targets: ProxyTargets, proxy: 
     const target = await resolveTarget(targets, request.raw.url ?? '')
     await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
   }
-  app.all('/runs/:id/proxy/:port', handler)
-  app.all('/runs/:id/proxy/:port/*', handler)
+  app.all('/runs/:id/proxy/:port', { schema: { openapi: urlPortDoc('proxy', ProxyParams) } }, handler)
+  app.all(
+    '/runs/:id/proxy/:port/*',
+    { schema: { openapi: urlPortDoc('proxyPath', ProxyRestParams) } },
+    handler,
+  )
 }
 
 /**
