@@ -317,6 +317,8 @@ for (const fast of [true, false]) {
         await expectRefused(`GET ${prefix}/x HTTP/1.1\nHost: x\n\n`, 400, 'bad_request')
         await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n`, 400, 'bad_request')
         await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\r\n\n`, 400, 'bad_request')
+        // Nor for the end of a first line that cannot be a request line.
+        await expectRefused('\x00\x01\x02', 400, 'bad_request')
       })
 
       it.each([
