@@ -10,11 +10,12 @@ describeWithDocker('usage, history and the audit log through the real SDK', () =
   it('keeps history and usage consistent with what destroy returned, idle destroys included', async () => {
     const isorun = newClient()
     const a = await isorun.create({ image: 'busybox:latest', vcpus: 1, memMiB: 512 })
-    const b = await isorun.create({ image: 'busybox:latest', timeoutSec: 1 })
     const c = await isorun.create({ image: 'busybox:latest' })
     await a.exec('i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done')
     const destroyed = await a.destroy()
-    // b goes by its idle timeout.
+    // b goes by its idle timeout; made after a is gone, so it is the newer history row however long the
+    // work above took.
+    const b = await isorun.create({ image: 'busybox:latest', timeoutSec: 1 })
     expect(
       await waitFor(
         async () => ((await isorun.history()).some((h) => h.id === b.id) ? true : undefined),

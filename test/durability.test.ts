@@ -12,6 +12,12 @@ import { readCount, startShellCounter } from './support/state.ts'
 
 const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
 const KEY = 'durability-key'
+/**
+ * The short-lived sandbox's idle timeout: it must outlast the leftovers' setup, the kill and the restart
+ * (seconds each on a loaded machine), which in turn must take longer than the polling's slack, so that a
+ * timer restarted from scratch is told apart from one that kept counting.
+ */
+const IDLE_SEC = 15
 
 /** The emulator as its own process, as a user runs it, so it can be killed with SIGKILL. */
 async function launch(dataDir: string): Promise<{ child: ChildProcess; client: Isorun; log: () => string }> {
@@ -65,7 +71,7 @@ describeWithDocker('durability: kill -9 the emulator mid-work and restart it on 
     const snap = await running.snapshot()
     const gone = await isorun.create({ image: 'busybox:latest' })
     const goneResult = await gone.destroy()
-    const shortLived = await isorun.create({ image: 'busybox:latest', timeoutSec: 8 })
+    const shortLived = await isorun.create({ image: 'busybox:latest', timeoutSec: IDLE_SEC })
     const beforeKill = Date.now()
 
     // Leftovers: a container this emulator made but no longer knows (its state file is gone, as after
@@ -114,17 +120,18 @@ describeWithDocker('durability: kill -9 the emulator mid-work and restart it on 
       expect(hist?.costCents).toBe(goneResult.costCents)
       expect(hist?.uptimeMs).toBe(goneResult.uptimeMs)
 
-      // The idle timer kept counting from the last activity before the kill: 8 s after it, not after the restart.
+      // The idle timer kept counting from the last activity before the kill: IDLE_SEC after it, not after
+      // the restart.
       const destroyedAt = await waitFor(
         async () => ((await again.list()).some((s) => s.id === shortLived.id) ? undefined : Date.now()),
-        15_000,
+        IDLE_SEC * 1000 + 7_000,
         100,
       )
       expect(destroyedAt).toBeDefined()
-      // Not early (8 s after its last activity, which was before the kill) ...
-      expect((destroyedAt ?? 0) - beforeKill).toBeGreaterThan(6_000)
-      // ... and not restarted from scratch, which would fire 8 s after the restart.
-      expect(destroyedAt ?? Number.POSITIVE_INFINITY).toBeLessThan(restartedAt + 8_000 - 300)
+      // Not early (IDLE_SEC after its last activity, which was before the kill) ...
+      expect((destroyedAt ?? 0) - beforeKill).toBeGreaterThan(IDLE_SEC * 1000 - 2_000)
+      // ... and not restarted from scratch, which would fire IDLE_SEC after the restart.
+      expect(destroyedAt ?? Number.POSITIVE_INFINITY).toBeLessThan(restartedAt + IDLE_SEC * 1000 - 300)
 
       // The orphan was reaped and logged; the foreign container was left alone.
       expect(second.log()).toContain('no longer knows')
@@ -149,5 +156,6 @@ describeWithDocker('durability: kill -9 the emulator mid-work and restart it on 
       await foreign.remove({ force: true })
       second.child.kill('SIGTERM')
     }
-  })
+    // Two emulator starts, a kill, and an idle timeout waited out in real time.
+  }, 120_000)
 })
