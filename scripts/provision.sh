@@ -85,6 +85,58 @@ else
   else log "WARNING: criu check still fails; the emulator will report criu=false"; fi
 fi
 
+# --- Podman, the second engine (docs/engines.md) ---------------------------------------------------
+# Debian's podman 4.3 coexists with docker.io: its own storage (/var/lib/containers), its own bridge
+# (cni-podman0, 10.88.0.0/16) and iptables chains (CNI-*); dockerd and its rules are left alone.
+# catatonit is the init (PID 1) Podman gives a container with `Init: true`. crun is not installed:
+# crun 1.8.1 fails on this host's hybrid cgroups, so runc is the runtime (it also checkpoints with CRIU).
+PODMAN_SOCKET=/run/podman/podman.sock
+PODMAN_PIDFILE=/run/podman/isorun-service.pid
+podman_ok() { curl -fsS --max-time 5 --unix-socket "$PODMAN_SOCKET" http://d/_ping >/dev/null 2>&1; }
+provision_podman() {
+  apt_install podman catatonit curl
+  # Podman asks the kernel for RLIMIT_NOFILE 1048576 in every container, more than this host's hard
+  # limit allows ("setrlimit ... operation not permitted"), and podman runs its containers' conmon with
+  # RLIMIT_NPROC 32768: every container gets what its conmon may give. The API service reads this too.
+  local nofile nproc
+  nofile=$(ulimit -Hn); [ "$nofile" = unlimited ] || [ "$nofile" -gt 1048576 ] && nofile=1048576
+  nproc=$(ulimit -Hu); [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ] && nproc=32768
+  local conf=/etc/containers/containers.conf.d/isorun-emulator.conf
+  mkdir -p "$(dirname "$conf")"
+  cat >"$conf.new" <<CONF
+# Written by isorun-emulator's scripts/provision.sh.
+[containers]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
+
+[engine]
+# runc: crun 1.8.1 fails here, and checkpoint/restore needs a runtime that does it with CRIU.
+runtime = "runc"
+CONF
+  if ! cmp -s "$conf.new" "$conf"; then
+    mv "$conf.new" "$conf"
+    log "wrote $conf"
+    # A service this script started read the old settings: restart it (containers live on without it).
+    if [ -f "$PODMAN_PIDFILE" ] && kill "$(cat "$PODMAN_PIDFILE")" 2>/dev/null; then
+      for _ in $(seq 1 25); do podman_ok || break; sleep 0.2; done
+    fi
+  else
+    rm -f "$conf.new"
+  fi
+  if ! podman_ok; then
+    log "starting podman system service on unix://$PODMAN_SOCKET (log: /var/log/isorun-podman.log)"
+    mkdir -p "$(dirname "$PODMAN_SOCKET")"
+    nohup setsid podman system service --time=0 "unix://$PODMAN_SOCKET" \
+      >/var/log/isorun-podman.log 2>&1 </dev/null &
+    echo $! >"$PODMAN_PIDFILE"
+    for _ in $(seq 1 100); do podman_ok && break; sleep 0.2; done
+    podman_ok || { log "podman system service did not come up:"; tail -n 30 /var/log/isorun-podman.log >&2; return 1; }
+  fi
+  log "podman $(podman version --format '{{.Server.Version}}' 2>/dev/null || podman --version) on unix://$PODMAN_SOCKET"
+}
+if [ "${ISORUN_PROVISION_PODMAN:-1}" = 1 ]; then
+  provision_podman || log "WARNING: Podman unavailable; ISORUN_EMULATOR_ENGINE=podman will not work here"
+fi
+
 # --- Chromium for the dashboard's browser tests ----------------------------------------------------
 if [ "${ISORUN_PROVISION_CHROMIUM:-1}" = 1 ]; then apt_install chromium; fi
 
