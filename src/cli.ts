@@ -7,7 +7,7 @@ import { type ConfigEnv, loadConfig, SETTINGS, type Setting } from './config.ts'
 import { settingsHelp } from './config-docs.ts'
 import { startServer } from './server.ts'
 
-const HELP = `isorun-emulator: a local Isorun runner backed by Docker
+const HELP = `isorun-emulator: a local Isorun runner backed by Docker or Podman
 
 Usage: isorun-emulator [options]
 

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { parseHostMap } from './egress/resolver.ts'
 import { type PullPolicy, parseRegistries } from './images/pull-policy.ts'
+import { defaultPodmanUrl, parsePodmanUrl } from './podman/endpoint.ts'
 
 /**
  * Every setting of the emulator, once. From this table come the environment parsing (`loadConfig`),
@@ -128,11 +129,39 @@ export const SETTINGS = {
     default: 'docker.io',
     help: 'registries pulls may contact, `host[:port]` comma-separated; `*`: any (see [images](images.md))',
   },
+  engine: {
+    env: 'ISORUN_EMULATOR_ENGINE',
+    schema: z.enum(['docker', 'podman']),
+    default: 'docker',
+    flag: { name: 'engine', arg: 'E' },
+    help: '`docker` or `podman`: what runs sandboxes; what each can do, locally and remotely, in [engines](engines.md)',
+  },
+  podmanUrl: {
+    env: 'ISORUN_EMULATOR_PODMAN_URL',
+    schema: z.string().superRefine((url, ctx) => {
+      try {
+        parsePodmanUrl(url)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      }
+    }),
+    default: (env) => defaultPodmanUrl(env),
+    shownDefault: '`CONTAINER_HOST`, else `unix:///run/podman/podman.sock` (root)',
+    help: "Podman's API service: `unix:///path` (started by the emulator when nothing answers there) or `tcp://host:port` (taken for another host's, never started)",
+  },
+  // CRIU cannot restore a container whose init was bind-mounted through a symlink, which Podman's own
+  // init path is on Debian; on a local socket the emulator resolves it itself.
+  podmanInit: {
+    env: 'ISORUN_EMULATOR_PODMAN_INIT',
+    schema: z.string().regex(/^\//, 'an absolute path on the Podman host').optional(),
+    shownDefault: 'resolved on this host for a local socket',
+    help: "the real path (not a symlink) of catatonit on a remote Podman's host, mounted as each sandbox's init (see [engines](engines.md))",
+  },
   network: {
     env: 'ISORUN_EMULATOR_NETWORK',
     schema: text,
     default: 'bridge',
-    help: 'Docker network sandboxes join',
+    help: "the engine's network sandboxes join (Podman's `bridge` is its `podman` network)",
   },
   networkProfilesFile: {
     env: 'ISORUN_EMULATOR_NETWORK_PROFILES',

@@ -3,8 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { type App, buildApp } from './app.ts'
 import { type Config, isWildcardHost } from './config.ts'
 import { runInitScripts } from './control/seed.ts'
-import { createDockerClient } from './docker/client.ts'
-import { DockerEngine } from './docker/docker-engine.ts'
+import { createEngine } from './engines.ts'
 import { type Clock, VirtualClock } from './sandboxes/clock.ts'
 import type { SandboxDomain } from './sandboxes/domain.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
@@ -45,18 +44,18 @@ export function publicUrl(host: string, port: number): string {
 /** Starts the emulator: checks the engine, adopts this data dir's sandboxes, listens. */
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const identity = loadIdentity(config.dataDir)
-  const engine =
-    options.engine ??
-    (await DockerEngine.connect(createDockerClient(), {
-      network: config.network,
-      pullTimeoutMs: config.pullTimeoutMs,
-      pull: config.pull,
-      criu: config.criu,
-    }))
+  // The engine speaks before the app (and its logger) exists: what it says then is logged once there is one.
+  const early: [Record<string, unknown>, string][] = []
+  let logEngine = (data: Record<string, unknown>, message: string) => {
+    early.push([data, message])
+  }
+  const engine = options.engine ?? (await createEngine(config, (data, message) => logEngine(data, message)))
   const engineInfo = await engine.info()
   const clock = options.clock ?? (config.clock === 'virtual' ? new VirtualClock() : undefined)
   const built = buildApp({ config, engine, identity, engineInfo, clock })
   const { app, sandboxes } = built
+  logEngine = (data, message) => app.log.info(data, message)
+  for (const [data, message] of early.splice(0)) logEngine(data, message)
   const capabilities = built.capabilities()
   app.log.info({ capabilities }, 'engine capabilities')
   const memory = capabilities.memory_state

@@ -10,7 +10,16 @@ import { loadConfig } from '../src/config.ts'
 import { FS_VIEW, FS_VIEW_LABEL } from '../src/sandboxes/fs-view.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { startServer } from '../src/server.ts'
-import { containerOf, describeWithDocker, docker, newClient, sandboxTracker, waitFor } from './support/sdk.ts'
+import { engineEnv } from './support/engine.ts'
+import {
+  containerOf,
+  describeOnEngine,
+  describeWithDocker,
+  docker,
+  newClient,
+  sandboxTracker,
+  waitFor,
+} from './support/sdk.ts'
 
 const run = promisify(execFile)
 const repoRoot = join(import.meta.dirname, '..')
@@ -20,164 +29,171 @@ const repoRoot = join(import.meta.dirname, '..')
  * Docker" says, and driven through the real SDK from the host: the seed Quickstart, url(port), and the
  * honest degradation without CRIU. Its tag and container are this run's own and removed at the end.
  */
-describeWithDocker('the emulator as a Docker image', () => {
-  const suffix = randomBytes(4).toString('hex')
-  const tag = `isorun-emulator:test-${suffix}`
-  const name = `isorun-emulator-test-${suffix}`
-  let dataDir = ''
-  const track = sandboxTracker()
-  let apiUrl = ''
-  let client: Isorun | undefined
-  let hostSandboxId = ''
+describeOnEngine(
+  'docker',
+  'the image runs its emulator on the Docker socket it is given',
+  'the emulator as a Docker image',
+  () => {
+    const suffix = randomBytes(4).toString('hex')
+    const tag = `isorun-emulator:test-${suffix}`
+    const name = `isorun-emulator-test-${suffix}`
+    let dataDir = ''
+    const track = sandboxTracker()
+    let apiUrl = ''
+    let client: Isorun | undefined
+    let hostSandboxId = ''
 
-  beforeAll(async () => {
-    dataDir = mkdtempSync(join(tmpdir(), 'isorun-docker-image-'))
-    // A sandbox of the test run's own emulator, whose data dir the containerised one cannot see: it
-    // must survive that emulator's start (its recovery reaps only leftovers it can judge).
-    hostSandboxId = track(await newClient().create({ image: 'busybox:latest' })).id
+    beforeAll(async () => {
+      dataDir = mkdtempSync(join(tmpdir(), 'isorun-docker-image-'))
+      // A sandbox of the test run's own emulator, whose data dir the containerised one cannot see: it
+      // must survive that emulator's start (its recovery reaps only leftovers it can judge).
+      hostSandboxId = track(await newClient().create({ image: 'busybox:latest' })).id
 
-    // Niced: the other test file running meanwhile (CRIU timings, idle timers) should not feel the build.
-    await run('nice', ['-n', '19', 'bash', join(repoRoot, 'scripts', 'docker-image.sh'), tag], {
-      timeout: 240_000,
-      maxBuffer: 16 * 1024 * 1024,
-    })
-    const rootDir = (await docker.info()).DockerRootDir as string
-    // README's command, with this run's names, a temp data dir, any free ports, and no warm pool.
-    await run('docker', [
-      'run',
-      '-d',
-      '--name',
-      name,
-      '-v',
-      '/var/run/docker.sock:/var/run/docker.sock',
-      '-v',
-      `${rootDir}:${rootDir}`,
-      '-v',
-      `${dataDir}:/data`,
-      '-p',
-      '127.0.0.1::8731',
-      '-p',
-      '[::1]::8731',
-      '-e',
-      'ISORUN_EMULATOR_POOL=0',
-      tag,
-    ])
-    const { stdout } = await run('docker', ['port', name, '8731/tcp'])
-    const port = /\[::1\]:(\d+)/.exec(stdout)?.[1]
-    expect(port, `docker port printed: ${stdout}`).toBeDefined()
-    apiUrl = `http://[::1]:${port}`
-    const healthy = await waitFor(
-      async () =>
-        fetch(`${apiUrl}/_emulator/health`).then(
-          (r) => (r.ok ? true : undefined),
-          () => undefined,
-        ),
-      30_000,
-      200,
-    )
-    if (!healthy) {
-      const logs = await run('docker', ['logs', name]).catch((e: { stderr?: string }) => e)
-      throw new Error(`the containerised emulator did not become healthy: ${JSON.stringify(logs)}`)
-    }
-    client = new Isorun({ apiUrl, apiKey: 'isorun_local_dev' })
-  }, 300_000)
-
-  afterAll(async () => {
-    client?.close()
-    // docker stop: SIGTERM, the CLI closes cleanly; then whatever its sandboxes left, the container, the tag.
-    await run('docker', ['stop', '-t', '10', name]).catch(() => undefined)
-    let instanceId = ''
-    try {
-      if (dataDir) instanceId = JSON.parse(readFileSync(join(dataDir, 'instance.json'), 'utf8')).instanceId
-    } catch {
-      // never started
-    }
-    if (instanceId) {
-      const left = await docker.listContainers({
-        all: true,
-        filters: { label: [`${LABEL.instance}=${instanceId}`] },
+      // Niced: the other test file running meanwhile (CRIU timings, idle timers) should not feel the build.
+      await run('nice', ['-n', '19', 'bash', join(repoRoot, 'scripts', 'docker-image.sh'), tag], {
+        timeout: 240_000,
+        maxBuffer: 16 * 1024 * 1024,
       })
-      await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
-    }
-    await run('docker', ['rm', '-f', name]).catch(() => undefined)
-    await run('docker', ['rmi', tag]).catch(() => undefined)
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true })
-  }, 60_000)
+      const rootDir = (await docker.info()).DockerRootDir as string
+      // README's command, with this run's names, a temp data dir, any free ports, and no warm pool.
+      await run('docker', [
+        'run',
+        '-d',
+        '--name',
+        name,
+        '-v',
+        '/var/run/docker.sock:/var/run/docker.sock',
+        '-v',
+        `${rootDir}:${rootDir}`,
+        '-v',
+        `${dataDir}:/data`,
+        '-p',
+        '127.0.0.1::8731',
+        '-p',
+        '[::1]::8731',
+        '-e',
+        'ISORUN_EMULATOR_POOL=0',
+        tag,
+      ])
+      const { stdout } = await run('docker', ['port', name, '8731/tcp'])
+      const port = /\[::1\]:(\d+)/.exec(stdout)?.[1]
+      expect(port, `docker port printed: ${stdout}`).toBeDefined()
+      apiUrl = `http://[::1]:${port}`
+      const healthy = await waitFor(
+        async () =>
+          fetch(`${apiUrl}/_emulator/health`).then(
+            (r) => (r.ok ? true : undefined),
+            () => undefined,
+          ),
+        30_000,
+        200,
+      )
+      if (!healthy) {
+        const logs = await run('docker', ['logs', name]).catch((e: { stderr?: string }) => e)
+        throw new Error(`the containerised emulator did not become healthy: ${JSON.stringify(logs)}`)
+      }
+      client = new Isorun({ apiUrl, apiKey: 'isorun_local_dev' })
+    }, 300_000)
 
-  it('is node:22-slim plus the app, listening on 0.0.0.0, and prints the URL to use', async () => {
-    const image = await docker.getImage(tag).inspect()
-    expect(image.Config.Env).toContain('ISORUN_EMULATOR_HOST=0.0.0.0')
-    expect(image.Config.Entrypoint).toEqual(['node', '/opt/isorun-emulator/dist/cli.js'])
-    // No label of the emulator's own namespace on the image: its container must never look like a sandbox.
-    expect(Object.keys(image.Config.Labels ?? {}).filter((k) => k === LABEL.app)).toEqual([])
-    const { stdout } = await run('docker', ['logs', name])
-    expect(stdout).toContain('ISORUN_API_URL=http://[::1]:8731')
-  })
+    afterAll(async () => {
+      client?.close()
+      // docker stop: SIGTERM, the CLI closes cleanly; then whatever its sandboxes left, the container, the tag.
+      await run('docker', ['stop', '-t', '10', name]).catch(() => undefined)
+      let instanceId = ''
+      try {
+        if (dataDir) instanceId = JSON.parse(readFileSync(join(dataDir, 'instance.json'), 'utf8')).instanceId
+      } catch {
+        // never started
+      }
+      if (instanceId) {
+        const left = await docker.listContainers({
+          all: true,
+          filters: { label: [`${LABEL.instance}=${instanceId}`] },
+        })
+        await Promise.all(left.map((c) => docker.getContainer(c.Id).remove({ force: true })))
+      }
+      await run('docker', ['rm', '-f', name]).catch(() => undefined)
+      await run('docker', ['rmi', tag]).catch(() => undefined)
+      if (dataDir) rmSync(dataDir, { recursive: true, force: true })
+    }, 60_000)
 
-  it('runs the seed Quickstart through the real SDK', async () => {
-    const isorun = client as Isorun
-    const sandbox = await isorun.create({ image: 'node:22-slim' })
-    try {
-      const { stdout, exitCode } = await sandbox.exec('node -v')
-      expect(exitCode).toBe(0)
-      expect(stdout).toMatch(/^v22\.\d+\.\d+\n$/)
-    } finally {
-      const result = await sandbox.destroy()
-      expect(result.status).toBe('destroyed')
-    }
-    expect(await isorun.get(sandbox.id)).toBeNull()
-  })
+    it('is node:22-slim plus the app, listening on 0.0.0.0, and prints the URL to use', async () => {
+      const image = await docker.getImage(tag).inspect()
+      expect(image.Config.Env).toContain('ISORUN_EMULATOR_HOST=0.0.0.0')
+      expect(image.Config.Entrypoint).toEqual(['node', '/opt/isorun-emulator/dist/cli.js'])
+      // No label of the emulator's own namespace on the image: its container must never look like a sandbox.
+      expect(Object.keys(image.Config.Labels ?? {}).filter((k) => k === LABEL.app)).toEqual([])
+      const { stdout } = await run('docker', ['logs', name])
+      expect(stdout).toContain('ISORUN_API_URL=http://[::1]:8731')
+    })
 
-  it('serves url(port) from inside its container', async () => {
-    const isorun = client as Isorun
-    const s = await isorun.create({ image: 'busybox:latest' })
-    try {
-      await s.exec('mkdir -p /w && echo served > /w/index.html && (httpd -f -p 8080 -h /w >/dev/null 2>&1 &)')
-      const body = await waitFor(async () => {
-        const res = await fetch(s.url(8080, '/index.html')).catch(() => undefined)
-        return res?.ok ? res.text() : undefined
-      }, 10_000)
-      expect(body).toBe('served\n')
-    } finally {
-      await s.destroy()
-    }
-  })
+    it('runs the seed Quickstart through the real SDK', async () => {
+      const isorun = client as Isorun
+      const sandbox = await isorun.create({ image: 'node:22-slim' })
+      try {
+        const { stdout, exitCode } = await sandbox.exec('node -v')
+        expect(exitCode).toBe(0)
+        expect(stdout).toMatch(/^v22\.\d+\.\d+\n$/)
+      } finally {
+        const result = await sandbox.destroy()
+        expect(result.status).toBe('destroyed')
+      }
+      expect(await isorun.get(sandbox.id)).toBeNull()
+    })
 
-  it('has no CRIU, says so, and degrades: files-only snapshots, hibernate pauses', async () => {
-    const caps = (await (await fetch(`${apiUrl}/_emulator/capabilities`)).json()) as {
-      memory_state: { criu: boolean; reason: string; snapshot: string; hibernate: string }
-    }
-    expect(caps.memory_state.criu).toBe(false)
-    expect(caps.memory_state.reason).toMatch(/criu is not on the emulator's PATH/)
-    expect(caps.memory_state.snapshot).toBe('files')
-    expect(caps.memory_state.hibernate).toBe('pause')
+    it('serves url(port) from inside its container', async () => {
+      const isorun = client as Isorun
+      const s = await isorun.create({ image: 'busybox:latest' })
+      try {
+        await s.exec(
+          'mkdir -p /w && echo served > /w/index.html && (httpd -f -p 8080 -h /w >/dev/null 2>&1 &)',
+        )
+        const body = await waitFor(async () => {
+          const res = await fetch(s.url(8080, '/index.html')).catch(() => undefined)
+          return res?.ok ? res.text() : undefined
+        }, 10_000)
+        expect(body).toBe('served\n')
+      } finally {
+        await s.destroy()
+      }
+    })
 
-    const isorun = client as Isorun
-    const s = await isorun.create({ image: 'busybox:latest' })
-    try {
-      await s.writeFile('/tmp/kept.txt', 'kept')
-      const snap = await s.snapshot()
-      const listed = (await (
-        await fetch(`${apiUrl}/v1/snapshots`, { headers: { authorization: 'Bearer isorun_local_dev' } })
-      ).json()) as { snapshots: { id: string; memory: boolean }[] }
-      expect(listed.snapshots.find((x) => x.id === snap.id)?.memory).toBe(false)
-      const restored = await isorun.restore(snap.id)
-      expect(await restored.readFile('/tmp/kept.txt')).toBe('kept')
-      await restored.destroy()
-      await isorun.deleteSnapshot(snap.id)
-      await s.hibernate()
-      expect((await s.info()).status).toBe('hibernated')
-      await s.resume()
-      expect((await s.exec('echo awake')).stdout).toBe('awake\n')
-    } finally {
-      await s.destroy()
-    }
-  })
+    it('has no CRIU, says so, and degrades: files-only snapshots, hibernate pauses', async () => {
+      const caps = (await (await fetch(`${apiUrl}/_emulator/capabilities`)).json()) as {
+        memory_state: { criu: boolean; reason: string; snapshot: string; hibernate: string }
+      }
+      expect(caps.memory_state.criu).toBe(false)
+      expect(caps.memory_state.reason).toMatch(/criu is not on the emulator's PATH/)
+      expect(caps.memory_state.snapshot).toBe('files')
+      expect(caps.memory_state.hibernate).toBe('pause')
 
-  it('left the host emulator’s sandbox alone when it started', async () => {
-    expect((await containerOf(hostSandboxId))?.State).toBe('running')
-  })
-})
+      const isorun = client as Isorun
+      const s = await isorun.create({ image: 'busybox:latest' })
+      try {
+        await s.writeFile('/tmp/kept.txt', 'kept')
+        const snap = await s.snapshot()
+        const listed = (await (
+          await fetch(`${apiUrl}/v1/snapshots`, { headers: { authorization: 'Bearer isorun_local_dev' } })
+        ).json()) as { snapshots: { id: string; memory: boolean }[] }
+        expect(listed.snapshots.find((x) => x.id === snap.id)?.memory).toBe(false)
+        const restored = await isorun.restore(snap.id)
+        expect(await restored.readFile('/tmp/kept.txt')).toBe('kept')
+        await restored.destroy()
+        await isorun.deleteSnapshot(snap.id)
+        await s.hibernate()
+        expect((await s.info()).status).toBe('hibernated')
+        await s.resume()
+        expect((await s.exec('echo awake')).stdout).toBe('awake\n')
+      } finally {
+        await s.destroy()
+      }
+    })
+
+    it('left the host emulator’s sandbox alone when it started', async () => {
+      expect((await containerOf(hostSandboxId))?.State).toBe('running')
+    })
+  },
+)
 
 /**
  * The reaping rule the image needs: an emulator removes another one's leftovers for a missing data dir
@@ -206,6 +222,7 @@ describeWithDocker('reaping leftovers across file-system views', () => {
       const otherView = await leftover('a-container/mnt:[1]')
       const server = await startServer(
         loadConfig({
+          ...engineEnv(),
           ISORUN_EMULATOR_PORT: '0',
           ISORUN_EMULATOR_DATA_DIR: dataDir,
           ISORUN_EMULATOR_LOG_LEVEL: 'silent',

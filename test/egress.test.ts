@@ -8,6 +8,7 @@ import { Isorun, IsorunError, type Sandbox } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { startServer } from '../src/server.ts'
+import { engineEnv } from './support/engine.ts'
 import { EGRESS_TEST_HOSTS } from './support/global-setup.ts'
 import {
   apiUrl,
@@ -280,6 +281,7 @@ describeWithDocker('egress across an emulator restart', () => {
     const test = await startServerOn('127.0.0.1', 'still here')
     const dataDir = mkdtempSync(join(tmpdir(), 'isorun-egress-restart-'))
     const config = loadConfig({
+      ...engineEnv(),
       ISORUN_EMULATOR_PORT: '0',
       ISORUN_EMULATOR_DATA_DIR: dataDir,
       ISORUN_EMULATOR_LOG_LEVEL: 'silent',

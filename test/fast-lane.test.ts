@@ -6,6 +6,7 @@ import { Isorun, type Sandbox } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
+import { engineEnv } from './support/engine.ts'
 import { type Echo, startGuest } from './support/guest.ts'
 import { RawHttpClient, type RawResponse } from './support/raw-http.ts'
 import { describeWithDocker, newApiKey } from './support/sdk.ts'
@@ -51,6 +52,7 @@ for (const fast of [true, false]) {
         dataDir = mkdtempSync(join(tmpdir(), 'isorun-fast-lane-test-'))
         server = await startServer(
           loadConfig({
+            ...engineEnv(),
             ISORUN_EMULATOR_PORT: '0',
             ISORUN_EMULATOR_DATA_DIR: dataDir,
             ISORUN_EMULATOR_LOG_LEVEL: 'warn',

@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
 import { removeContainers } from './support/cleanup.ts'
+import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
 
 const IMAGE = 'busybox:latest'
@@ -25,6 +26,7 @@ describeWithDocker('the warm pool', () => {
   beforeAll(async () => {
     server = await startServer(
       loadConfig({
+        ...engineEnv(),
         ISORUN_EMULATOR_PORT: '0',
         ISORUN_EMULATOR_DATA_DIR: dataDir,
         ISORUN_EMULATOR_LOG_LEVEL: 'warn',
@@ -106,6 +108,7 @@ describeWithDocker('the warm pool', () => {
     expect(await poolContainers()).toHaveLength(0)
     server = await startServer(
       loadConfig({
+        ...engineEnv(),
         ISORUN_EMULATOR_PORT: '0',
         ISORUN_EMULATOR_DATA_DIR: dataDir,
         ISORUN_EMULATOR_LOG_LEVEL: 'silent',

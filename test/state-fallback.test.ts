@@ -7,6 +7,7 @@ import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
 import { removeContainers } from './support/cleanup.ts'
+import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, docker } from './support/sdk.ts'
 import { readCount, startShellCounter } from './support/state.ts'
 
@@ -15,6 +16,7 @@ async function startWithoutCriu(extra: Record<string, string> = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-nocriu-'))
   const server = await startServer(
     loadConfig({
+      ...engineEnv(),
       ISORUN_EMULATOR_PORT: '0',
       ISORUN_EMULATOR_DATA_DIR: dataDir,
       ISORUN_EMULATOR_LOG_LEVEL: 'silent',

@@ -15,11 +15,6 @@ export interface CgroupUsage {
 const V1_ROOT = '/sys/fs/cgroup'
 const V2_ROOT = '/sys/fs/cgroup'
 
-/** Where Docker puts a container's cgroup under the cgroupfs and the systemd cgroup drivers. */
-function groupNames(containerId: string): string[] {
-  return [`docker/${containerId}`, `system.slice/docker-${containerId}.scope`]
-}
-
 async function readNumber(path: string): Promise<number | undefined> {
   try {
     const v = Number((await readFile(path, 'utf8')).trim())
@@ -29,8 +24,8 @@ async function readNumber(path: string): Promise<number | undefined> {
   }
 }
 
-async function readV1(containerId: string): Promise<CgroupUsage | undefined> {
-  for (const group of groupNames(containerId)) {
+async function readV1(groups: string[]): Promise<CgroupUsage | undefined> {
+  for (const group of groups) {
     for (const cpuCtl of ['cpuacct', 'cpu,cpuacct']) {
       const cpuNs = await readNumber(`${V1_ROOT}/${cpuCtl}/${group}/cpuacct.usage`)
       if (cpuNs === undefined) continue
@@ -41,8 +36,8 @@ async function readV1(containerId: string): Promise<CgroupUsage | undefined> {
   return undefined
 }
 
-async function readV2(containerId: string): Promise<CgroupUsage | undefined> {
-  for (const group of groupNames(containerId)) {
+async function readV2(groups: string[]): Promise<CgroupUsage | undefined> {
+  for (const group of groups) {
     let stat: string
     try {
       stat = await readFile(`${V2_ROOT}/${group}/cpu.stat`, 'utf8')
@@ -61,9 +56,10 @@ async function readV2(containerId: string): Promise<CgroupUsage | undefined> {
   return undefined
 }
 
+/** `groups`: where the engine may have put the container's cgroup, relative to each controller's root. */
 export async function readCgroupUsage(
-  containerId: string,
+  groups: string[],
   cgroupVersion: string,
 ): Promise<CgroupUsage | undefined> {
-  return cgroupVersion === '2' ? readV2(containerId) : readV1(containerId)
+  return cgroupVersion === '2' ? readV2(groups) : readV1(groups)
 }

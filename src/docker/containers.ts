@@ -19,18 +19,21 @@ export const KEEP_ALIVE = ['sleep', '2147483647']
  * to epoll and the thread pool, and the process becomes checkpointable. Applied to every sandbox, so
  * any sandbox can be snapshotted, forked or hibernated with its memory.
  */
-const SECCOMP = `seccomp=${JSON.stringify(seccompProfile)}`
+export const DOCKER_SECCOMP = `seccomp=${JSON.stringify(seccompProfile)}`
 
 export interface ContainerSettings {
   network: string
   hostCpus: number | undefined
   /**
-   * The host path of Docker's init (tini), bind-mounted as /sbin/docker-init and run as PID 1. Docker's
-   * own `Init: true` mounts it through the `docker-init` symlink, and CRIU then fails to restore the
-   * checkpoint into another container ("criu failed: type NOTIFY"); the resolved file works. When the
-   * emulator cannot see the host's file (Docker Desktop), `Init: true` is used.
+   * The engine host's path of an init (Docker's tini, Podman's catatonit), bind-mounted as
+   * /sbin/docker-init and run as PID 1. The engines' own `Init: true` mounts theirs through a symlink
+   * (`docker-init`, `/usr/libexec/podman/catatonit`), and CRIU then fails to restore the checkpoint into
+   * another container ("criu failed: type NOTIFY"); the resolved file works. When the emulator cannot
+   * know the host's file (Docker Desktop, a remote engine), `Init: true` is used.
    */
   initPath: string | undefined
+  /** Security options every sandbox gets (Docker's: the seccomp profile above). */
+  securityOpt: string[]
 }
 
 /** The PID 1 of every sandbox and its arguments. */
@@ -41,6 +44,11 @@ function entrypoint(settings: ContainerSettings) {
     Init: false,
     Binds: [`${settings.initPath}:/sbin/docker-init:ro`],
   }
+}
+
+/** A sandbox container's name (cosmetic: nothing keys on names, but humans read them). */
+export function containerName(spec: Pick<SandboxSpec, 'runId' | 'egressAttachment'>): string {
+  return spec.egressAttachment ? egressContainerName(spec.runId) : `isorun-${spec.runId}`
 }
 
 /** Creates (does not start) a sandbox's container from `image` with the sandbox's limits and labels. */
@@ -54,7 +62,7 @@ export async function createSandboxContainer(
   const init = entrypoint(settings)
   try {
     return await docker.createContainer({
-      name: spec.egressAttachment ? egressContainerName(spec.runId) : `isorun-${spec.runId}`,
+      name: containerName(spec),
       Image: image,
       Entrypoint: init.Entrypoint,
       Cmd: [],
@@ -69,7 +77,7 @@ export async function createSandboxContainer(
         Memory: spec.memMib * MIB,
         MemorySwap: spec.memMib * MIB,
         NetworkMode: settings.network,
-        SecurityOpt: [SECCOMP],
+        SecurityOpt: settings.securityOpt,
         // An egress policy: the isolated network instead (src/docker/egress-network.ts).
         ...(spec.egressAttachment ? egressHostConfig(spec.egressAttachment) : {}),
       },

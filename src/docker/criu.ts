@@ -20,17 +20,34 @@ export interface CriuSupport {
  */
 export async function detectCriu(experimental: boolean, dockerRootDir: string): Promise<CriuSupport> {
   if (!experimental) return { available: false, reason: 'dockerd is not running with --experimental' }
+  const criu = await probeCriu(
+    // The emulator probes criu itself, so it must run on the Docker host (not in a container).
+    'memory checkpoints need the emulator on the Docker host, with CRIU (scripts/provision.sh builds it)',
+  )
+  if (!criu.available) return criu
+  try {
+    await access(join(dockerRootDir, 'containers'), constants.R_OK | constants.W_OK)
+  } catch {
+    return {
+      available: false,
+      version: criu.version,
+      reason: `cannot read and write Docker's root dir ${dockerRootDir}`,
+    }
+  }
+  return criu
+}
+
+/**
+ * CRIU on this host: present, >= 4.2 (older ones fail on this kernel or on inet sockets) and passing
+ * `criu check`. `missingHint` says what to do when it is not on the PATH.
+ */
+export async function probeCriu(missingHint: string): Promise<CriuSupport> {
   let version: string | undefined
   try {
     const { stdout } = await run('criu', ['--version'], { timeout: 5_000 })
     version = /Version:\s*(\S+)/.exec(stdout)?.[1]
   } catch {
-    return {
-      available: false,
-      // The emulator probes criu itself, so it must run on the Docker host (not in a container).
-      reason:
-        "criu is not on the emulator's PATH: memory checkpoints need the emulator on the Docker host, with CRIU (scripts/provision.sh builds it)",
-    }
+    return { available: false, reason: `criu is not on the emulator's PATH: ${missingHint}` }
   }
   if (!version || !atLeast(version, [4, 2])) {
     return { available: false, version, reason: `criu ${version ?? '?'} is older than 4.2` }
@@ -43,11 +60,6 @@ export async function detectCriu(experimental: boolean, dockerRootDir: string): 
       .split('\n')
       .slice(-1)[0]
     return { available: false, version, reason: `criu check fails: ${msg}` }
-  }
-  try {
-    await access(join(dockerRootDir, 'containers'), constants.R_OK | constants.W_OK)
-  } catch {
-    return { available: false, version, reason: `cannot read and write Docker's root dir ${dockerRootDir}` }
   }
   return { available: true, version, reason: `criu ${version} passes criu check` }
 }

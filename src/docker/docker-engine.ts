@@ -1,54 +1,26 @@
-import { rm } from 'node:fs/promises'
-import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
-import { type PullPolicy, pullRefusal } from '../images/pull-policy.ts'
 import type {
   EngineInfo,
-  ExecOutcome,
-  ExecRequest,
-  FileDownload,
   IsolatedNetwork,
   IsolatedNetworkRequest,
-  ManagedSandbox,
   MemorySupport,
-  PoolSpec,
-  ResourceUsage,
-  SandboxEngine,
   SandboxSpec,
   SnapshotOutcome,
   SnapshotRequest,
   StoredSnapshot,
 } from '../sandboxes/engine.ts'
-import { readCgroupUsage } from './cgroup-usage.ts'
-import {
-  type ContainerSettings,
-  createSandboxContainer,
-  resolveInitBinary,
-  startSandboxContainer,
-} from './containers.ts'
+import { CompatEngine, type CompatEngineOptions, type EngineFacts } from './compat-engine.ts'
+import { type ContainerSettings, DOCKER_SECCOMP, resolveInitBinary } from './containers.ts'
 import { detectCriu } from './criu.ts'
 import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
-import { runExec } from './exec.ts'
-import { listDir, readFile, writeFile } from './files.ts'
-import { engineReference, hasImage, imageHandle, pullImage } from './images.ts'
 import { SandboxState } from './sandbox-state.ts'
 
-export interface DockerEngineOptions {
-  /** Docker network sandboxes join. */
-  network: string
-  pullTimeoutMs: number
-  /** When a missing image may be pulled, and from which registries. */
-  pull: PullPolicy
-  /** `auto`: use CRIU when it works here; `off`: never (snapshots keep files only). */
-  criu: 'auto' | 'off'
-}
+export type DockerEngineOptions = CompatEngineOptions
 
-/** What start-up learns of the engine once, before the engine object exists. */
-interface Probed {
-  hostCpus: number
-  cgroupVersion: string
+/** What start-up learns of Docker once, before the engine object exists. */
+interface Probed extends EngineFacts {
   rootDir: string
   /** Docker's init binary, bind-mounted into each sandbox; undefined when not found on this host. */
   initPath: string | undefined
@@ -56,17 +28,15 @@ interface Probed {
 }
 
 /**
- * SandboxEngine on the Docker Engine API (dockerode). Docker errors are translated here. Made by
- * `connect()`, which asks Docker what it needs to know first, so no method can run before that.
+ * SandboxEngine on Docker: the Docker Engine API operations both engines share (compat-engine.ts) plus
+ * Docker's own: its experimental CRIU checkpoints, kept in its root dir (so memory snapshots need the
+ * emulator on the Docker host), its init binary, its cgroup paths and its internal networks for egress.
+ * Made by `connect()`, which asks Docker what it needs to know first, so no method can run before that.
  */
-export class DockerEngine implements SandboxEngine {
-  private readonly docker: Docker
-  private readonly opts: DockerEngineOptions
-  private readonly hostCpus: number
+export class DockerEngine extends CompatEngine {
   private readonly memory: MemorySupport
   private readonly checkpointing: SandboxState
   private readonly initPath: string | undefined
-  private readonly cgroupVersion: string
 
   /** Throws engine_unavailable when Docker cannot be reached. */
   static async connect(docker: Docker, opts: DockerEngineOptions): Promise<DockerEngine> {
@@ -89,21 +59,10 @@ export class DockerEngine implements SandboxEngine {
   }
 
   private constructor(docker: Docker, opts: DockerEngineOptions, probed: Probed) {
-    this.docker = docker
-    this.opts = opts
-    this.hostCpus = probed.hostCpus
-    this.cgroupVersion = probed.cgroupVersion
+    super(docker, opts, probed)
     this.initPath = probed.initPath
     this.memory = probed.memory
     this.checkpointing = new SandboxState(docker, probed.rootDir)
-  }
-
-  async ping(): Promise<void> {
-    try {
-      await this.docker.ping()
-    } catch (err) {
-      throw Errors.engineUnavailable(dockerMessage(err))
-    }
   }
 
   async info(): Promise<EngineInfo> {
@@ -120,46 +79,23 @@ export class DockerEngine implements SandboxEngine {
         cgroupVersion: this.cgroupVersion,
         experimental: Boolean(info.ExperimentalBuild),
         rootDir: info.DockerRootDir,
+        endpoint: dockerEndpoint(this.docker),
       }
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
     }
   }
 
-  async ensureImage(image: string): Promise<void> {
-    const ref = engineReference(image)
-    if (await hasImage(this.docker, ref, image)) return
-    const refused = pullRefusal(ref, this.opts.pull)
-    if (refused) throw Errors.imageUnavailable(image, refused)
-    await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs)
-  }
-
   memorySupport(): MemorySupport {
     return this.memory
   }
 
-  async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+  snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
     return this.checkpointing.snapshot(containerId, request)
   }
 
   restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
     return this.checkpointing.restore(stored, spec, this.containerSettings())
-  }
-
-  async deleteSnapshot(stored: StoredSnapshot): Promise<void> {
-    if (stored.checkpointDir) await rm(stored.checkpointDir, { recursive: true, force: true })
-    await this.releaseImage(stored.image)
-  }
-
-  async releaseImage(image: string): Promise<void> {
-    try {
-      await imageHandle(this.docker, image).remove()
-    } catch (err) {
-      const e = err as { statusCode?: number }
-      // 404: already gone. 409: a sandbox still runs on it; it is released when that one is destroyed.
-      if (e?.statusCode === 404 || e?.statusCode === 409) return
-      throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
-    }
   }
 
   hibernate(containerId: string, withMemory: boolean): Promise<void> {
@@ -170,142 +106,22 @@ export class DockerEngine implements SandboxEngine {
     return this.checkpointing.resume(containerId, withMemory)
   }
 
-  async create(spec: SandboxSpec): Promise<string> {
-    const image = engineReference(spec.image).canonical
-    const container = await createSandboxContainer(this.docker, spec, image, this.containerSettings())
-    await startSandboxContainer(container, spec.image)
-    return container.id
-  }
-
-  private containerSettings(): ContainerSettings {
-    return { network: this.opts.network, hostCpus: this.hostCpus, initPath: this.initPath }
-  }
-
-  async createPooled(spec: PoolSpec): Promise<string> {
-    const sandboxSpec: SandboxSpec = { ...spec, runId: spec.poolId, diskMib: 0, env: {} }
-    const container = await createSandboxContainer(
-      this.docker,
-      sandboxSpec,
-      engineReference(spec.image).canonical,
-      this.containerSettings(),
-    )
-    await startSandboxContainer(container, spec.image)
-    return container.id
-  }
-
-  async claim(containerId: string, runId: string): Promise<void> {
-    try {
-      await this.docker.getContainer(containerId).rename({ name: `isorun-${runId}` })
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+  protected containerSettings(): ContainerSettings {
+    return {
+      network: this.opts.network,
+      hostCpus: this.hostCpus,
+      initPath: this.initPath,
+      securityOpt: [DOCKER_SECCOMP],
     }
   }
 
-  async exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
-    try {
-      return await runExec(this.docker, containerId, request)
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
+  /** Where Docker puts a container's cgroup under the cgroupfs and the systemd cgroup drivers. */
+  protected cgroupGroups(containerId: string): string[] {
+    return [`docker/${containerId}`, `system.slice/docker-${containerId}.scope`]
   }
 
-  writeFile(containerId: string, path: string, size: number, content: Readable): Promise<void> {
-    return writeFile(this.docker, containerId, path, size, content)
-  }
-
-  readFile(containerId: string, path: string): Promise<FileDownload> {
-    return readFile(this.docker, containerId, path)
-  }
-
-  async listDir(containerId: string, path: string): Promise<string[]> {
-    try {
-      return await listDir(this.docker, containerId, path)
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
-  }
-
-  async usage(containerId: string): Promise<ResourceUsage> {
-    const fast = await readCgroupUsage(containerId, this.cgroupVersion)
-    if (fast) return fast
-    try {
-      // one-shot: read the counters once instead of waiting a second for a second CPU sample.
-      const stats = (await this.docker
-        .getContainer(containerId)
-        .stats({ stream: false, 'one-shot': true } as { stream: false })) as unknown as DockerStats
-      const mem = stats.memory_stats ?? {}
-      return {
-        cpuMs: Math.round((stats.cpu_stats?.cpu_usage?.total_usage ?? 0) / 1e6),
-        // cgroup v1 keeps the peak (max_usage); v2 does not expose it here, so use current usage there.
-        memPeakBytes: mem.max_usage ?? mem.usage ?? 0,
-      }
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
-  }
-
-  async remove(containerId: string): Promise<void> {
-    try {
-      await this.docker.getContainer(containerId).remove({ force: true, v: true })
-    } catch (err) {
-      const e = err as { statusCode?: number }
-      if (e?.statusCode === 404) return
-      if (e?.statusCode === 409 && /already in progress/.test(dockerMessage(err))) return
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
-  }
-
-  async env(containerId: string): Promise<Record<string, string>> {
-    try {
-      const info = await this.docker.getContainer(containerId).inspect()
-      return Object.fromEntries(
-        (info.Config?.Env ?? []).map((kv) => {
-          const i = kv.indexOf('=')
-          return i < 0 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)]
-        }),
-      )
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
-  }
-
-  async listManaged(labels: Record<string, string>): Promise<ManagedSandbox[]> {
-    try {
-      const found = await this.docker.listContainers({
-        all: true,
-        filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) },
-      })
-      return Promise.all(
-        found.map(async (c): Promise<ManagedSandbox> => {
-          let state: ManagedSandbox['state'] = 'stopped'
-          if (c.State === 'running') state = 'running'
-          else if (c.State === 'paused') state = 'hibernated'
-          else if (await this.checkpointing.isHibernatedWithMemory(c.Id)) state = 'hibernated'
-          return { containerId: c.Id, state, labels: c.Labels ?? {} }
-        }),
-      )
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
-    }
-  }
-
-  async address(containerId: string): Promise<string> {
-    let info: Docker.ContainerInspectInfo
-    try {
-      info = await this.docker.getContainer(containerId).inspect()
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
-    }
-    const networks = info.NetworkSettings?.Networks ?? {}
-    // The configured network first; a sandbox attached to more networks is reachable on any of them.
-    const ip =
-      networks[this.opts.network]?.IPAddress || Object.values(networks).find((n) => n?.IPAddress)?.IPAddress
-    if (ip) return ip
-    // `--network host` shares the host's stack: the guest's ports are the host's.
-    if (info.HostConfig?.NetworkMode === 'host') return '127.0.0.1'
-    throw Errors.engine(
-      `sandbox container ${containerId.slice(0, 12)} has no IP address on network ${this.opts.network}`,
-    )
+  protected isCheckpointed(containerId: string): Promise<boolean> {
+    return this.checkpointing.isHibernatedWithMemory(containerId)
   }
 
   async isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
@@ -331,7 +147,9 @@ export class DockerEngine implements SandboxEngine {
   }
 }
 
-interface DockerStats {
-  cpu_stats?: { cpu_usage?: { total_usage?: number } }
-  memory_stats?: { usage?: number; max_usage?: number }
+/** Where dockerode reaches Docker (DOCKER_HOST, else the default socket), as a URL. */
+function dockerEndpoint(docker: Docker): string {
+  const modem = docker.modem as { socketPath?: string; host?: string; port?: number; protocol?: string }
+  if (modem.socketPath) return `unix://${modem.socketPath}`
+  return `${modem.protocol === 'https' ? 'https' : 'tcp'}://${modem.host ?? '?'}:${modem.port ?? '?'}`
 }

@@ -5,10 +5,8 @@ import type { SandboxSpec, SnapshotOutcome, SnapshotRequest, StoredSnapshot } fr
 import { Checkpoints, dirSize } from './checkpoints.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
-import { imageHandle } from './images.ts'
+import { commitSnapshot, discardSnapshotImage, snapshotImage, snapshotLayerSize } from './snapshot-images.ts'
 
-/** Repository of the images that hold snapshot filesystems; the tag is the snapshot id. */
-export const SNAPSHOT_REPO = 'isorun-emulator-snapshot'
 /** The checkpoint a hibernated sandbox resumes from. */
 export const HIBERNATE_CHECKPOINT = 'hibernate'
 /** The name a stored checkpoint is given inside the container restored from it. */
@@ -34,17 +32,17 @@ export class SandboxState {
    */
   async snapshot(containerId: string, req: SnapshotRequest): Promise<SnapshotOutcome> {
     const container = this.docker.getContainer(containerId)
-    const image = `${SNAPSHOT_REPO}:${req.snapshotId}`
+    const image = snapshotImage(req.snapshotId)
     const checkpointDir = req.withMemory ? join(req.artifactDir, 'checkpoint') : null
     try {
       if (req.hibernated) {
-        await this.commit(container, req.snapshotId)
+        await commitSnapshot(container, req.snapshotId, false)
         if (checkpointDir) await this.checkpoints.copyOut(containerId, HIBERNATE_CHECKPOINT, checkpointDir)
       } else {
         await container.pause()
         try {
           if (req.withMemory) await this.checkpoints.create(containerId, req.snapshotId, false)
-          await this.commit(container, req.snapshotId)
+          await commitSnapshot(container, req.snapshotId, false)
         } finally {
           await container.unpause().catch(() => {})
         }
@@ -52,9 +50,7 @@ export class SandboxState {
       }
     } catch (err) {
       await this.checkpoints.remove(containerId, req.snapshotId)
-      await imageHandle(this.docker, image)
-        .remove()
-        .catch(() => {})
+      await discardSnapshotImage(this.docker, req.snapshotId)
       throw translateDockerError(err, () => Errors.runNotFound(containerId))
     }
     const stored: StoredSnapshot = { image, checkpointDir }
@@ -123,14 +119,9 @@ export class SandboxState {
     return this.checkpoints.exists(containerId, HIBERNATE_CHECKPOINT)
   }
 
-  private async commit(container: Docker.Container, snapshotId: string): Promise<void> {
-    await container.commit({ repo: SNAPSHOT_REPO, tag: snapshotId, pause: false })
-  }
-
   /** The snapshot's own layer (not the base image it shares) plus its checkpoint files. */
   private async sizeOf(stored: StoredSnapshot): Promise<number> {
-    const history = (await imageHandle(this.docker, stored.image).history()) as { Size?: number }[]
-    const layer = history[0]?.Size ?? 0
+    const layer = await snapshotLayerSize(this.docker, stored.image)
     const checkpoint = stored.checkpointDir ? await dirSize(stored.checkpointDir) : 0
     return layer + checkpoint
   }

@@ -98,6 +98,10 @@ export interface EngineInfo {
   cgroupVersion: string
   experimental: boolean
   rootDir: string
+  /** Where the emulator reaches the engine (`unix:///run/podman/podman.sock`, `tcp://host:port`). */
+  endpoint?: string
+  /** The engine runs on another host: nothing of its host (files, cgroups, firewall) is used. */
+  remote?: boolean
 }
 
 export interface ManagedSandbox {

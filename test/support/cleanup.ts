@@ -1,6 +1,6 @@
-import Docker from 'dockerode'
+import { engineClient } from './engine.ts'
 
-const docker = new Docker()
+const docker = engineClient()
 
 /**
  * Force-removes every container carrying all of `labels`; returns how many there were. A container

@@ -2,13 +2,13 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Docker from 'dockerode'
 import type { TestProject } from 'vitest/node'
 import { loadConfig } from '../../src/config.ts'
 import { resetSandboxes } from '../../src/control/reset.ts'
 import { LABEL } from '../../src/sandboxes/labels.ts'
 import { startServer } from '../../src/server.ts'
 import { removeContainers } from './cleanup.ts'
+import { engineClient, engineEnv, testEngine } from './engine.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -29,16 +29,17 @@ export const EGRESS_TEST_HOSTS =
   'allowed.test=127.0.0.1,denied.test=127.0.0.1,api.wild.test=127.0.0.1,wild.test=127.0.0.1'
 
 /**
- * Starts one emulator for the whole run on a real Docker engine, after building the fixture images.
+ * Starts one emulator for the whole run on the real engine under test (Docker, or Podman with
+ * ISORUN_EMULATOR_ENGINE=podman), after building the fixture images.
  * Without Docker the SDK tests are skipped with the reason printed, unless ISORUN_REQUIRE_DOCKER=1
  * (CI sets it), in which case the run fails. At the end it checks that no test left a container behind.
  */
 export default async function setup(project: TestProject) {
-  const docker = new Docker()
+  const docker = engineClient()
   try {
     await docker.ping()
   } catch (err) {
-    const reason = `no Docker engine reachable (${(err as Error).message}); run scripts/provision.sh`
+    const reason = `no ${testEngine} engine reachable (${(err as Error).message}); run scripts/provision.sh`
     if (process.env.ISORUN_REQUIRE_DOCKER === '1') throw new Error(reason)
     console.warn(`\n[isorun-emulator tests] SKIPPING every Docker-backed test: ${reason}\n`)
     project.provide('dockerSkipReason', reason)
@@ -48,10 +49,15 @@ export default async function setup(project: TestProject) {
     return
   }
 
-  execFileSync('bash', [join(repoRoot, 'fixtures', 'build-images.sh')], { stdio: 'inherit' })
+  execFileSync(
+    'bash',
+    [join(repoRoot, 'fixtures', 'build-images.sh'), ...(testEngine === 'podman' ? ['--podman'] : [])],
+    { stdio: 'inherit' },
+  )
 
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-emulator-test-'))
   const config = loadConfig({
+    ...engineEnv(),
     ISORUN_EMULATOR_PORT: '0',
     ISORUN_EMULATOR_DATA_DIR: dataDir,
     ISORUN_EMULATOR_LOG_LEVEL: process.env.ISORUN_EMULATOR_LOG_LEVEL ?? 'warn',

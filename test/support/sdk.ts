@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import Docker from 'dockerode'
+import type Docker from 'dockerode'
 import { Isorun, type Sandbox } from 'isorun'
 import { afterAll, describe, inject } from 'vitest'
 import { LABEL } from '../../src/sandboxes/labels.ts'
+import { engineClient, onlyOn } from './engine.ts'
 
 export const apiUrl = inject('apiUrl')
 export const dockerSkipReason = inject('dockerSkipReason')
@@ -15,6 +16,12 @@ export const dataDir = inject('dataDir')
  */
 export const describeWithDocker = (name: string, fn: () => void) =>
   dockerSkipReason ? describe.skip(`${name} [skipped: ${dockerSkipReason}]`, fn) : describe(name, fn)
+
+/** `describeWithDocker` for what only one engine has: on the other, skipped with the reason in its title. */
+export const describeOnEngine = (engine: 'docker' | 'podman', why: string, name: string, fn: () => void) => {
+  const reason = onlyOn(engine, why)
+  return reason ? describe.skip(`${name} [skipped: ${reason}]`, fn) : describeWithDocker(name, fn)
+}
 
 /** A fresh API key, so each test file (and each tenant in a test) sees only its own sandboxes. */
 export function newApiKey(): string {
@@ -41,7 +48,8 @@ export function sandboxTracker() {
   }
 }
 
-export const docker = new Docker()
+/** The engine under test, through its Docker Engine API (Docker's, or Podman's compatible one). */
+export const docker = engineClient()
 
 /** The container behind a run id, if any (for asserting cleanup and limits from the outside). */
 export async function containerOf(runId: string): Promise<Docker.ContainerInfo | undefined> {
