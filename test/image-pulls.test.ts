@@ -8,6 +8,7 @@ import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { startServer } from '../src/server.ts'
 import { removeContainers } from './support/cleanup.ts'
+import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, newClient } from './support/sdk.ts'
 
 /** A stand-in registry: counts the connections dockerd makes to it, and answers none of them. */
@@ -47,6 +48,7 @@ async function emulatorWith(env: Record<string, string>) {
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-pulls-'))
   const server = await startServer(
     loadConfig({
+      ...engineEnv(),
       ISORUN_EMULATOR_PORT: '0',
       ISORUN_EMULATOR_DATA_DIR: dataDir,
       ISORUN_EMULATOR_LOG_LEVEL: 'warn',
