@@ -13,7 +13,7 @@ import { EGRESS_TEST_HOSTS } from './support/global-setup.ts'
 import {
   apiUrl,
   containerOf,
-  describeWithDocker,
+  describeOnEngine,
   docker,
   newApiKey,
   newClient,
@@ -61,7 +61,10 @@ async function capabilities(url = apiUrl) {
   }
 }
 
-describeWithDocker('network profiles and egress through the real SDK', () => {
+/** Why the enforcement tests are Docker's: see the Podman describe at the end. */
+const ISOLATION = 'Podman does not isolate sandboxes, so policies are refused there (docs/engines.md)'
+
+describeOnEngine('docker', ISOLATION, 'network profiles and egress through the real SDK', () => {
   const isorun = newClient()
   const track = sandboxTracker()
   let test: { server: Server; port: number }
@@ -276,7 +279,7 @@ describeWithDocker('network profiles and egress through the real SDK', () => {
   })
 })
 
-describeWithDocker('egress across an emulator restart', () => {
+describeOnEngine('docker', ISOLATION, 'egress across an emulator restart', () => {
   it('keeps enforcing an adopted sandbox’s policy, and removes the isolated network once unused', async () => {
     const test = await startServerOn('127.0.0.1', 'still here')
     const dataDir = mkdtempSync(join(tmpdir(), 'isorun-egress-restart-'))
@@ -329,5 +332,23 @@ describeWithDocker('egress across an emulator restart', () => {
       rmSync(dataDir, { recursive: true, force: true })
       await new Promise((r) => test.server.close(r))
     }
+  })
+})
+
+describeOnEngine('podman', 'Docker enforces policies (above)', 'egress policies on Podman', () => {
+  const isorun = newClient()
+
+  it('refuses a policy with a 409 that says why, creates nothing, and says so in capabilities', async () => {
+    for (const options of [{ network: { allow: ['allowed.test'] } }, { networkProfile: 'none' }]) {
+      const err = await isorun.create({ image: 'busybox:latest', ...options }).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(IsorunError)
+      expect((err as IsorunError).status).toBe(409)
+      expect((err as IsorunError).message).toMatch(/cannot isolate sandboxes \(Podman's internal networks/)
+    }
+    expect(await isorun.list()).toEqual([])
+    const caps = await capabilities()
+    expect(caps.egress.enforced).toBe(false)
+    // Without a policy nothing changes, and the profiles are still listed.
+    expect((await isorun.networkProfiles()).map((p) => p.name)).toContain('none')
   })
 })

@@ -98,11 +98,16 @@ export class EgressGateway implements EgressEnforcer {
       proxy: `${PROXY_HOST}:${this.opts.port}${this.network ? ` (${this.network.gateway}:${this.opts.port})` : ''}`,
       host_firewall: this.network ? this.network.hostFirewall : null,
       note: !available
-        ? 'this engine cannot isolate sandboxes: network and network_profile are refused (409)'
+        ? `${this.cannotIsolate()}: network and network_profile are refused (409)`
         : this.network
           ? this.network.hostFirewallNote
           : 'the isolated network and the proxy start with the first sandbox that has a policy',
     }
+  }
+
+  private cannotIsolate(): string {
+    const why = this.opts.engine.isolationUnavailable
+    return `this engine cannot isolate sandboxes${why ? ` (${why})` : ''}`
   }
 
   /** Stops the proxy and removes the network unless sandboxes still use it (they keep it for the next start). */
@@ -123,7 +128,7 @@ export class EgressGateway implements EgressEnforcer {
       throw new EmulatorError(
         'capability_unavailable',
         409,
-        'this engine cannot isolate sandboxes, so egress policies (network, network_profile) cannot be enforced',
+        `${this.cannotIsolate()}, so egress policies (network, network_profile) cannot be enforced`,
       )
     }
     const network = await engine.isolatedNetwork({ ...identity, proxyPort: port })

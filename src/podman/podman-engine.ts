@@ -57,6 +57,8 @@ export class PodmanEngine extends CompatEngine {
   private readonly log: PodmanEngineOptions['log']
   private readonly memory: MemorySupport
   private readonly initPath: string | undefined
+  readonly isolationUnavailable =
+    "Podman's internal networks give the host no address on them, where the egress proxy would listen"
 
   /** Throws engine_unavailable when Podman's API service cannot be reached. */
   static async connect(docker: Docker, opts: PodmanEngineOptions): Promise<PodmanEngine> {

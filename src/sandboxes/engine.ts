@@ -192,6 +192,8 @@ export interface SandboxEngine {
    * cannot isolate sandboxes leaves this out, and egress policies are refused.
    */
   isolatedNetwork?(request: IsolatedNetworkRequest): Promise<IsolatedNetwork>
+  /** Why this engine cannot isolate sandboxes, when it leaves isolatedNetwork out (said in the 409). */
+  readonly isolationUnavailable?: string
   /**
    * Removes this instance's isolated network unless a sandbox still uses it (it then stays for the next
    * start), and the networks of emulators whose data dir is gone.
