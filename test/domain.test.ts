@@ -322,6 +322,20 @@ describe('the warm pool', () => {
     await pool.drain()
   })
 
+  it('keeps the key asked for last when keys are asked for in the same instant (a virtual clock stands still)', async () => {
+    const { engine, pool, ready, pooledIds } = buildPool()
+    pool.prewarm(key('a'))
+    await vi.waitFor(() => expect(ready('a')).toBe(1))
+    pool.prewarm(key('b'))
+    await vi.waitFor(() => expect(ready('b')).toBe(1))
+    pool.prewarm(key('c'))
+    await settle()
+    expect(pool.stats().map((s) => s.image)).toEqual(['b', 'c'])
+    expect(engine.removed).toEqual([pooledIds()[0]])
+    await vi.waitFor(() => expect(ready('c')).toBe(1))
+    await pool.drain()
+  })
+
   it('stops keeping a key warm once it has not been asked for within keepMs', async () => {
     const { engine, clock, pool, ready, pooledIds } = buildPool()
     pool.prewarm(key('a'))

@@ -33,6 +33,8 @@ interface Slot {
   key: PoolKey
   ready: string[]
   lastUsed: number
+  /** Order of use, for keys used in the same millisecond (always, under a virtual clock). */
+  useSeq: number
 }
 
 /** Pause between two refills, so that refilling yields to the API work that made it necessary. */
@@ -51,6 +53,7 @@ export class WarmPool {
   /** The refill under way, so that shutdown can wait for it (its container is then removed, not leaked). */
   private current: Promise<void> | undefined
   private closed = false
+  private uses = 0
 
   constructor(opts: WarmPoolOptions) {
     this.opts = opts
@@ -64,7 +67,7 @@ export class WarmPool {
   take(key: PoolKey): string | undefined {
     if (!this.enabled) return undefined
     const slot = this.slot(key)
-    slot.lastUsed = this.opts.clock.now()
+    this.markUsed(slot)
     const containerId = slot.ready.shift()
     this.scheduleRefill()
     return containerId
@@ -73,7 +76,7 @@ export class WarmPool {
   /** Starts keeping `key` warm without taking anything (the default image at start). */
   prewarm(key: PoolKey): void {
     if (!this.enabled) return
-    this.slot(key).lastUsed = this.opts.clock.now()
+    this.markUsed(this.slot(key))
     this.scheduleRefill()
   }
 
@@ -99,17 +102,24 @@ export class WarmPool {
     const id = slotId(key)
     let slot = this.slots.get(id)
     if (!slot) {
-      slot = { key, ready: [], lastUsed: this.opts.clock.now() }
+      slot = { key, ready: [], lastUsed: this.opts.clock.now(), useSeq: ++this.uses }
       this.slots.set(id, slot)
       this.evict()
     }
     return slot
   }
 
+  private markUsed(slot: Slot): void {
+    slot.lastUsed = this.opts.clock.now()
+    slot.useSeq = ++this.uses
+  }
+
   /** Drops keys beyond maxKeys (least recently used) and keys not asked for within keepMs. */
   private evict(): void {
     const now = this.opts.clock.now()
-    const byAge = [...this.slots.entries()].sort(([, a], [, b]) => b.lastUsed - a.lastUsed)
+    const byAge = [...this.slots.entries()].sort(
+      ([, a], [, b]) => b.lastUsed - a.lastUsed || b.useSeq - a.useSeq,
+    )
     byAge.forEach(([id, slot], rank) => {
       if (rank < this.opts.maxKeys && now - slot.lastUsed <= this.opts.keepMs) return
       this.slots.delete(id)
