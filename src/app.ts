@@ -17,6 +17,7 @@ import { registerErrorHandling } from './http/error-handler.ts'
 import { openApiFromRoutes } from './http/openapi.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
 import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
+import { checkpointRoutes } from './http/routes/checkpoints.ts'
 import { controlRoutes } from './http/routes/control.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
 import { execRoutes } from './http/routes/exec.ts'
@@ -25,7 +26,6 @@ import { networkProfileRoutes } from './http/routes/network-profiles.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
 import { fastLaneHooks, proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
-import { stateRoutes } from './http/routes/state.ts'
 import { uiRoutes } from './http/routes/ui.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
@@ -154,7 +154,7 @@ export function buildApp(deps: AppDeps): App {
       runRoutes(v1, sandboxes, profiles)
       networkProfileRoutes(v1, profiles)
       execRoutes(v1, sandboxes.guest)
-      stateRoutes(v1, sandboxes)
+      checkpointRoutes(v1, sandboxes)
       accountRoutes(v1, { registry: sandboxes.registry, history, audit, pricing: config.pricing, clock })
       notImplementedRoutes(v1)
       v1.register(async (files) => fileRoutes(files, sandboxes.guest, config.uploadLimit))

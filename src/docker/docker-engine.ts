@@ -13,9 +13,9 @@ import type {
 import { CompatEngine, type CompatEngineOptions, type EngineFacts } from './compat-engine.ts'
 import { type ContainerSettings, DOCKER_SECCOMP, resolveInitBinary } from './containers.ts'
 import { detectCriu } from './criu.ts'
+import { DockerCheckpoints } from './docker-checkpoints.ts'
 import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
-import { SandboxState } from './sandbox-state.ts'
 
 export type DockerEngineOptions = CompatEngineOptions
 
@@ -35,7 +35,7 @@ interface Probed extends EngineFacts {
  */
 export class DockerEngine extends CompatEngine {
   private readonly memory: MemorySupport
-  private readonly checkpointing: SandboxState
+  private readonly checkpointing: DockerCheckpoints
   private readonly initPath: string | undefined
 
   /** Throws engine_unavailable when Docker cannot be reached. */
@@ -62,7 +62,7 @@ export class DockerEngine extends CompatEngine {
     super(docker, opts, probed)
     this.initPath = probed.initPath
     this.memory = probed.memory
-    this.checkpointing = new SandboxState(docker, probed.rootDir)
+    this.checkpointing = new DockerCheckpoints(docker, probed.rootDir)
   }
 
   async info(): Promise<EngineInfo> {

@@ -16,7 +16,7 @@ import type {
 import type { PodmanEndpoint } from './endpoint.ts'
 import { importFromDocker } from './image-import.ts'
 import { Libpod, type LibpodInfo } from './libpod.ts'
-import { PodmanState } from './podman-state.ts'
+import { PodmanCheckpoints } from './podman-checkpoints.ts'
 
 export interface PodmanEngineOptions extends CompatEngineOptions {
   endpoint: PodmanEndpoint
@@ -45,14 +45,14 @@ const CHECKPOINTING_RUNTIMES = new Set(['runc', 'crun'])
 
 /**
  * SandboxEngine on Podman's API service: the Docker-compatible endpoints for everything they serve
- * (compat-engine.ts), libpod's for checkpoints (podman-state.ts). Memory snapshots travel as archives in
+ * (compat-engine.ts), libpod's for checkpoints (podman-checkpoints.ts). Memory snapshots travel as archives in
  * API bodies, so they work with Podman on another host too; what needs the engine's host (its cgroup
  * files, its firewall) is used only when that host is this one. Made by `connect()`.
  */
 export class PodmanEngine extends CompatEngine {
   private readonly endpoint: PodmanEndpoint
   private readonly libpod: Libpod
-  private readonly checkpointing: PodmanState
+  private readonly checkpointing: PodmanCheckpoints
   private readonly imageSource: Docker | undefined
   private readonly log: PodmanEngineOptions['log']
   private readonly memory: MemorySupport
@@ -85,7 +85,7 @@ export class PodmanEngine extends CompatEngine {
     this.log = opts.log
     this.memory = probed.memory
     this.initPath = probed.initPath
-    this.checkpointing = new PodmanState(docker, libpod)
+    this.checkpointing = new PodmanCheckpoints(docker, libpod)
   }
 
   async info(): Promise<EngineInfo> {

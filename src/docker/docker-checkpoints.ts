@@ -2,8 +2,8 @@ import { join } from 'node:path'
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
 import type { SandboxSpec, SnapshotOutcome, SnapshotRequest, StoredSnapshot } from '../sandboxes/engine.ts'
-import { Checkpoints, dirSize } from './checkpoints.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
+import { CriuCheckpoints, dirSize } from './criu-checkpoints.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { commitSnapshot, discardSnapshotImage, snapshotImage, snapshotLayerSize } from './snapshot-images.ts'
 
@@ -16,13 +16,13 @@ const RESTORE_CHECKPOINT = 'restore'
  * Snapshot, restore, hibernate and resume on Docker: `docker commit` for the filesystem, CRIU
  * checkpoints (Docker's experimental API) for processes and memory.
  */
-export class SandboxState {
+export class DockerCheckpoints {
   private readonly docker: Docker
-  private readonly checkpoints: Checkpoints
+  private readonly criu: CriuCheckpoints
 
   constructor(docker: Docker, rootDir: string) {
     this.docker = docker
-    this.checkpoints = new Checkpoints(docker, rootDir)
+    this.criu = new CriuCheckpoints(docker, rootDir)
   }
 
   /**
@@ -37,19 +37,19 @@ export class SandboxState {
     try {
       if (req.hibernated) {
         await commitSnapshot(container, req.snapshotId, false)
-        if (checkpointDir) await this.checkpoints.copyOut(containerId, HIBERNATE_CHECKPOINT, checkpointDir)
+        if (checkpointDir) await this.criu.copyOut(containerId, HIBERNATE_CHECKPOINT, checkpointDir)
       } else {
         await container.pause()
         try {
-          if (req.withMemory) await this.checkpoints.create(containerId, req.snapshotId, false)
+          if (req.withMemory) await this.criu.create(containerId, req.snapshotId, false)
           await commitSnapshot(container, req.snapshotId, false)
         } finally {
           await container.unpause().catch(() => {})
         }
-        if (checkpointDir) await this.checkpoints.moveOut(containerId, req.snapshotId, checkpointDir)
+        if (checkpointDir) await this.criu.moveOut(containerId, req.snapshotId, checkpointDir)
       }
     } catch (err) {
-      await this.checkpoints.remove(containerId, req.snapshotId)
+      await this.criu.remove(containerId, req.snapshotId)
       await discardSnapshotImage(this.docker, req.snapshotId)
       throw translateDockerError(err, () => Errors.runNotFound(containerId))
     }
@@ -65,8 +65,8 @@ export class SandboxState {
       return container.id
     }
     try {
-      await this.checkpoints.copyIn(stored.checkpointDir, container.id, RESTORE_CHECKPOINT)
-      await this.checkpoints.startFrom(container.id, RESTORE_CHECKPOINT)
+      await this.criu.copyIn(stored.checkpointDir, container.id, RESTORE_CHECKPOINT)
+      await this.criu.startFrom(container.id, RESTORE_CHECKPOINT)
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => {})
       throw Errors.engine(`restoring the checkpoint into a new sandbox failed: ${dockerMessage(err)}`)
@@ -77,7 +77,7 @@ export class SandboxState {
   async hibernate(containerId: string, withMemory: boolean): Promise<void> {
     try {
       if (withMemory) {
-        await this.checkpoints.create(containerId, HIBERNATE_CHECKPOINT, true)
+        await this.criu.create(containerId, HIBERNATE_CHECKPOINT, true)
         await this.untilStopped(containerId)
       } else {
         await this.docker.getContainer(containerId).pause()
@@ -90,8 +90,8 @@ export class SandboxState {
   async resume(containerId: string, withMemory: boolean): Promise<void> {
     try {
       if (withMemory) {
-        await this.checkpoints.startFrom(containerId, HIBERNATE_CHECKPOINT)
-        await this.checkpoints.remove(containerId, HIBERNATE_CHECKPOINT)
+        await this.criu.startFrom(containerId, HIBERNATE_CHECKPOINT)
+        await this.criu.remove(containerId, HIBERNATE_CHECKPOINT)
       } else {
         await this.docker.getContainer(containerId).unpause()
       }
@@ -116,7 +116,7 @@ export class SandboxState {
   }
 
   isHibernatedWithMemory(containerId: string): Promise<boolean> {
-    return this.checkpoints.exists(containerId, HIBERNATE_CHECKPOINT)
+    return this.criu.exists(containerId, HIBERNATE_CHECKPOINT)
   }
 
   /** The snapshot's own layer (not the base image it shares) plus its checkpoint files. */

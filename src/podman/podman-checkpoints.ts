@@ -28,7 +28,7 @@ const ARCHIVE = 'checkpoint.tar'
  * the emulator's data dir and imported over the API into each new container: the emulator never reads
  * or writes the engine's files, so this works as well against a Podman on another host.
  */
-export class PodmanState {
+export class PodmanCheckpoints {
   private readonly docker: Docker
   private readonly libpod: Libpod
 

@@ -9,7 +9,7 @@ import type Docker from 'dockerode'
  * checkpoint is moved out to the emulator's data dir when taken and copied into the new container's own
  * checkpoints dir before it is started from it.
  */
-export class Checkpoints {
+export class CriuCheckpoints {
   private readonly docker: Docker
   private readonly rootDir: string
 

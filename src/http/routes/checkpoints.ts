@@ -15,7 +15,7 @@ import {
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
 /** Snapshot, restore, fork, hibernate, resume. */
-export function stateRoutes(
+export function checkpointRoutes(
   fastify: FastifyInstance,
   { checkpoints, snapshots }: Pick<SandboxDomain, 'checkpoints' | 'snapshots'>,
 ): void {
