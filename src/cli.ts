@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { auditKeyFile, readAuditKeyFile } from './audit/audit-log.ts'
 import { verifyAuditLog } from './audit/verify.ts'
 import { type ConfigEnv, loadConfig, SETTINGS, type Setting } from './config.ts'
 import { settingsHelp } from './config-docs.ts'
@@ -75,7 +75,7 @@ function verifyAuditCommand(args: string[]): void {
   })
   const key = config.auditKey
     ? Buffer.from(config.auditKey, 'utf8')
-    : Buffer.from(readFileSync(join(config.dataDir, 'audit.key'), 'utf8').trim(), 'hex')
+    : readAuditKeyFile(auditKeyFile(config.dataDir))
   const text = readFileSync(file === '-' ? 0 : file, 'utf8')
   const result = verifyAuditLog(text, key)
   if (result.ok) {

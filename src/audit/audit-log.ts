@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
-import { appendJsonLine, readJsonLines } from '../store/files.ts'
+import { appendJsonLine, readJsonLines, type WriteOptions, writeFileAtomic } from '../store/files.ts'
 import { auditData } from './audit-data.ts'
 import { type AuditEntry, GENESIS, signEntry } from './chain.ts'
 import { maskSecrets } from './mask.ts'
@@ -87,12 +87,39 @@ export class AuditLog {
  * The HMAC key: from configuration when given, else generated once and kept in the data dir (mode 0600),
  * so that logs written before a restart still verify after it.
  */
-export function loadAuditKey(dataDir: string, configured: string | undefined): Buffer {
+export function loadAuditKey(
+  dataDir: string,
+  configured: string | undefined,
+  options: WriteOptions = {},
+): Buffer {
   if (configured) return Buffer.from(configured, 'utf8')
-  const file = join(dataDir, 'audit.key')
-  if (existsSync(file)) return Buffer.from(readFileSync(file, 'utf8').trim(), 'hex')
-  const key = randomBytes(32)
-  writeFileSync(file, `${key.toString('hex')}\n`, { mode: 0o600 })
-  chmodSync(file, 0o600)
+  const file = auditKeyFile(dataDir)
+  if (existsSync(file)) return readAuditKeyFile(file)
+  const key = randomBytes(AUDIT_KEY_BYTES)
+  writeFileAtomic(file, `${key.toString('hex')}\n`, options)
   return key
+}
+
+const AUDIT_KEY_BYTES = 32
+
+export function auditKeyFile(dataDir: string): string {
+  return join(dataDir, 'audit.key')
+}
+
+/**
+ * Reads a generated key (64 hex digits). Anything else is refused: an empty or damaged file would
+ * otherwise become a short or empty HMAC key, under which every new entry "verifies" for anyone.
+ */
+export function readAuditKeyFile(file: string): Buffer {
+  const text = readFileSync(file, 'utf8').trim()
+  const fix =
+    'restore it from a backup, or set ISORUN_EMULATOR_AUDIT_KEY; removing it starts a new key, under which existing audit logs no longer verify'
+  if (text === '') throw new Error(`the audit key file ${file} is empty: ${fix}`)
+  if (!/^[0-9a-fA-F]+$/.test(text) || text.length % 2 !== 0)
+    throw new Error(`the audit key file ${file} is not a hex key: ${fix}`)
+  if (text.length !== AUDIT_KEY_BYTES * 2)
+    throw new Error(
+      `the audit key file ${file} holds ${text.length / 2} bytes, not ${AUDIT_KEY_BYTES}: ${fix}`,
+    )
+  return Buffer.from(text, 'hex')
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
+import { writeFileAtomic } from '../store/files.ts'
 import type { InstanceIdentity } from './labels.ts'
 
 /**
@@ -19,6 +20,6 @@ export function loadIdentity(dataDir: string): InstanceIdentity {
     // No identity yet (or an unreadable one): make a new one below.
   }
   const instanceId = randomBytes(8).toString('hex')
-  writeFileSync(file, `${JSON.stringify({ instanceId }, null, 2)}\n`)
+  writeFileAtomic(file, `${JSON.stringify({ instanceId }, null, 2)}\n`)
   return { instanceId, dataDir: dir }
 }
