@@ -3,7 +3,13 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
-import { appendJsonLine, readJsonLines, type WriteOptions, writeFileAtomic } from '../store/files.ts'
+import {
+  appendJsonLine,
+  DIR_MODE,
+  readJsonLines,
+  type WriteOptions,
+  writeFileAtomic,
+} from '../store/files.ts'
 import { auditData } from './audit-data.ts'
 import { type AuditEntry, GENESIS, signEntry } from './chain.ts'
 import { maskSecrets } from './mask.ts'
@@ -27,7 +33,7 @@ export class AuditLog {
 
   constructor(dataDir: string, key: Buffer, now: () => number = Date.now) {
     this.dir = join(dataDir, 'audit')
-    mkdirSync(this.dir, { recursive: true })
+    mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
     this.key = key
     this.now = now
   }

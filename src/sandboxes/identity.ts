@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, realpathSync } from 'node:fs'
+import { readFileSync, realpathSync } from 'node:fs'
 import { join } from 'node:path'
+import { secureDataDir } from '../store/data-dir.ts'
 import { writeFileAtomic } from '../store/files.ts'
 import type { InstanceIdentity } from './labels.ts'
 
@@ -9,7 +10,7 @@ import type { InstanceIdentity } from './labels.ts'
  * restart on the same dir adopts them and another instance (another dir) never touches them.
  */
 export function loadIdentity(dataDir: string): InstanceIdentity {
-  mkdirSync(dataDir, { recursive: true })
+  secureDataDir(dataDir)
   const dir = realpathSync(dataDir)
   const file = join(dir, 'instance.json')
   try {

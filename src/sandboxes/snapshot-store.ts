@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { EgressPolicy } from '../egress/policy.ts'
-import { readJson, writeJsonAtomic } from '../store/files.ts'
+import { DIR_MODE, readJson, writeJsonAtomic } from '../store/files.ts'
 import type { StoredSnapshot } from './engine.ts'
 
 /** Owner of seeded snapshots that every key may list and restore. */
@@ -40,7 +40,7 @@ export class SnapshotStore {
 
   constructor(dataDir: string) {
     this.dir = join(dataDir, 'snapshots')
-    mkdirSync(this.dir, { recursive: true })
+    mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith('.json')) continue
       // A torn or foreign file is skipped rather than a reason to refuse to start.

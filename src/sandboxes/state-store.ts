@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { readJson, writeJsonAtomic } from '../store/files.ts'
+import { DIR_MODE, readJson, writeJsonAtomic } from '../store/files.ts'
 import type { Sandbox } from './sandbox.ts'
 
 /**
@@ -27,7 +27,7 @@ export class SandboxStateStore {
 
   constructor(dataDir: string) {
     this.dir = join(dataDir, 'sandboxes')
-    mkdirSync(this.dir, { recursive: true })
+    mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
   }
 
   save(s: Sandbox): void {
