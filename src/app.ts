@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
 import { HistoryStore } from './accounts/history.ts'
 import { AuditLog, loadAuditKey } from './audit/audit-log.ts'
@@ -12,7 +13,7 @@ import { hostResolver } from './egress/resolver.ts'
 import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
 import { answerClientError, limitHeadTime } from './http/client-errors.ts'
-import { registerControlHooks } from './http/control-hooks.ts'
+import { journalSecrets, registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { openApiFromRoutes } from './http/openapi.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
@@ -27,6 +28,8 @@ import { notImplementedRoutes } from './http/routes/not-implemented.ts'
 import { fastLaneHooks, proxyRoutes, proxyUpgrades } from './http/routes/proxy.ts'
 import { runRoutes } from './http/routes/runs.ts'
 import { uiRoutes } from './http/routes/ui.ts'
+import { findRunBeforeBody } from './http/run-guard.ts'
+import { clearUploadSpool } from './http/upload-body.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import { createSandboxDomain, type SandboxDomain } from './sandboxes/domain.ts'
@@ -140,24 +143,27 @@ export function buildApp(deps: AppDeps): App {
   const history = new HistoryStore(identity.dataDir)
   history.follow(sandboxes.events)
 
+  const uploadSpool = join(identity.dataDir, 'uploads')
+  clearUploadSpool(uploadSpool)
   registerErrorHandling(app)
   acceptEmptyJsonBodies(app)
   // Before any route: the document is made from the routes as they are registered.
   const openApiDocument = openApiFromRoutes(app)
   const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, sandboxes, app.log)
   const faults = new FaultInjector()
-  const journal = new RequestJournal()
+  const journal = new RequestJournal({ secretsOf: journalSecrets(sandboxes.registry) })
   registerControlHooks(app, faults, journal)
   app.register(
     async (v1) => {
       requireApiKey(v1, config.apiKeys)
+      findRunBeforeBody(v1, sandboxes.registry)
       runRoutes(v1, sandboxes, profiles)
       networkProfileRoutes(v1, profiles)
       execRoutes(v1, sandboxes.guest)
       checkpointRoutes(v1, sandboxes)
       accountRoutes(v1, { registry: sandboxes.registry, history, audit, pricing: config.pricing, clock })
       notImplementedRoutes(v1)
-      v1.register(async (files) => fileRoutes(files, sandboxes.guest, config.uploadLimit))
+      v1.register(async (files) => fileRoutes(files, sandboxes.guest, config.uploadLimit, uploadSpool))
     },
     { prefix: '/v1' },
   )

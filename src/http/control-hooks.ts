@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import type { FaultInjector } from '../control/faults.ts'
-import type { JournalEntry, RequestJournal } from '../control/journal.ts'
+import type { JournalEntry, RequestJournal, SecretsOf } from '../control/journal.ts'
 import { bearerToken } from '../net/bearer.ts'
 import { hashApiKey } from '../sandboxes/ids.ts'
+import type { SandboxRegistry } from '../sandboxes/registry.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -69,6 +70,7 @@ export function registerControlHooks(
         status: reply.statusCode,
         ms: reply.elapsedTime,
         body: request.body,
+        bodyBytes: Number(request.headers['content-length']) || undefined,
       }),
     )
   })
@@ -85,6 +87,8 @@ export function journalEntry(request: {
   status: number
   ms: number
   body?: unknown
+  /** The body's size as received (its Content-Length), for a body the journal keeps only the head of. */
+  bodyBytes?: number
 }): JournalEntry {
   const token = bearerToken(request.authorization)
   return {
@@ -95,5 +99,20 @@ export function journalEntry(request: {
     status: request.status,
     duration_ms: Math.round(request.ms * 100) / 100,
     body: request.body,
+    body_bytes: request.bodyBytes,
+  }
+}
+
+const RUN_PATH = /^\/v1\/runs\/([a-z0-9]+)(?:\/|$)/
+
+/**
+ * What the journal masks in an entry: the credential values of the sandbox its path names (url(port)
+ * requests carry no key) and of every live sandbox of the key that sent it.
+ */
+export function journalSecrets(registry: SandboxRegistry): SecretsOf {
+  return (path, keyHash) => {
+    const named = RUN_PATH.exec(path)?.[1]
+    const own = keyHash ? registry.list(keyHash).flatMap((s) => s.secrets) : []
+    return named ? [...(registry.find(named)?.secrets ?? []), ...own] : own
   }
 }

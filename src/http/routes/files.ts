@@ -1,17 +1,22 @@
-import { Readable } from 'node:stream'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { EmulatorError } from '../../errors.ts'
+import type { FastifyInstance } from 'fastify'
 import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
 import { error, json, noBody } from '../openapi.ts'
 import { PathQuery, RunParams } from '../schemas.ts'
+import { uploadBody } from '../upload-body.ts'
 import { DirEntriesWire } from '../wire.ts'
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
 /**
  * Files in a sandbox. Uploads are raw bytes of any content type (the SDK sends octet-stream), streamed
- * into the sandbox without being held in memory when the request says its length.
+ * into the sandbox, never held in memory whole (see upload-body.ts); the sandbox is found before the
+ * first byte is read (run-guard.ts).
  */
-export function fileRoutes(fastify: FastifyInstance, guest: GuestOperations, uploadLimit: number): void {
+export function fileRoutes(
+  fastify: FastifyInstance,
+  guest: GuestOperations,
+  uploadLimit: number,
+  spoolDir: string,
+): void {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   // Every body in this scope is a file's bytes, whatever its content type (even application/json).
   app.removeAllContentTypeParsers()
@@ -37,8 +42,18 @@ export function fileRoutes(fastify: FastifyInstance, guest: GuestOperations, upl
       },
     },
     async (request, reply) => {
-      const { size, content } = await uploadBody(request, uploadLimit)
-      await guest.writeFile(request.owner, request.params.id, request.query.path, size, content)
+      const upload = await uploadBody(request, uploadLimit, spoolDir)
+      try {
+        await guest.writeFile(
+          request.owner,
+          request.params.id,
+          request.query.path,
+          upload.size,
+          upload.content,
+        )
+      } finally {
+        upload.dispose()
+      }
       return reply.status(204).send()
     },
   )
@@ -87,33 +102,4 @@ export function fileRoutes(fastify: FastifyInstance, guest: GuestOperations, upl
       entries: await guest.listDir(request.owner, request.params.id, request.query.path),
     }),
   )
-}
-
-async function uploadBody(
-  request: FastifyRequest,
-  limit: number,
-): Promise<{ size: number; content: Readable }> {
-  const body = request.body as Readable | undefined
-  const declared = Number(request.headers['content-length'])
-  if (!body) return { size: 0, content: Readable.from([]) }
-  if (Number.isFinite(declared) && request.headers['content-length'] !== undefined) {
-    if (declared > limit) throw tooLarge(limit)
-    return { size: declared, content: body }
-  }
-  // Chunked upload: its size is needed before the first byte goes into the archive, so buffer it,
-  // bounded by the same limit.
-  const chunks: Buffer[] = []
-  let size = 0
-  for await (const chunk of body) {
-    size += (chunk as Buffer).length
-    if (size > limit) throw tooLarge(limit)
-    chunks.push(chunk as Buffer)
-  }
-  return { size, content: Readable.from(chunks) }
-}
-
-function tooLarge(limit: number): EmulatorError {
-  return new EmulatorError('payload_too_large', 413, `upload larger than the limit of ${limit} bytes`, {
-    limit,
-  })
 }
