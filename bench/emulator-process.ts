@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
 /** Runs the emulator as its own process, as a user would, so it does not share the bench's event loop. */
-export async function startEmulatorProcess(extraArgs: string[] = []): Promise<{
+export async function startEmulatorProcess(
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<{
   apiUrl: string
   child: ChildProcess
   dataDir: string
@@ -20,6 +23,7 @@ export async function startEmulatorProcess(extraArgs: string[] = []): Promise<{
     [cli, '--port', '0', '--data-dir', dataDir, '--log-level', 'warn', ...extraArgs],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     },
   )
   const apiUrl = await new Promise<string>((resolve, reject) => {

@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
+import { appendCost, benchDurability } from './durability.ts'
 import { startEmulatorProcess } from './emulator-process.ts'
 import {
   benchConcurrency,
@@ -53,6 +54,7 @@ async function main() {
   const rows: Record<string, Row> = {}
   let proxyRows: ProxyBenchRow[] = []
   let concurrency: ConcurrencyResult | undefined
+  let appendUs: ReturnType<typeof appendCost> | undefined
   const row = (name: string) => {
     rows[name] ??= { name, emulator: [], raw: [] }
     return rows[name]
@@ -103,6 +105,14 @@ async function main() {
       row(name).emulator.push(...sides.emulator)
       row(name).raw.push(...sides.raw)
     }
+    // ISORUN_EMULATOR_DURABILITY=fsync against the default, through two more emulator processes.
+    if (process.env.BENCH_DURABILITY !== '0') {
+      appendUs = appendCost()
+      for (const [name, sides] of Object.entries(await benchDurability(IMAGE, ROUNDS))) {
+        row(name).emulator.push(...sides.emulator)
+        row(name).raw.push(...sides.raw)
+      }
+    }
     // 50 sandboxes at once, both ways; the emulator's peak RSS.
     concurrency = await benchConcurrency(isorun, raw, IMAGE, child.pid ?? 0)
     // Warm create: a second emulator with the pool on (raw Docker has no pool: its create is the baseline).
@@ -147,11 +157,17 @@ async function main() {
         `(${c.emulator_errors} errors, peak RSS ${c.emulator_peak_rss_mb} MB) vs raw Docker ${c.raw_wall_ms} ms (${c.raw_errors} errors)`,
     )
   }
+  if (appendUs) {
+    console.log(
+      `\none JSON-lines append (an audit entry): ${appendUs.process_us} µs, with fsync ${appendUs.fsync_us} µs ` +
+        '(rows "..., fsync (vs process)": the fsync emulator in the emulator column, the default in the raw one)',
+    )
+  }
   printProxyTable(proxyRows)
   const file = join(import.meta.dirname, 'results.json')
   writeFileSync(
     file,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows, concurrency }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows, concurrency, append_us: appendUs }, null, 2)}\n`,
   )
   console.log(`\nwritten to ${file}`)
 }

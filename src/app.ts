@@ -40,6 +40,7 @@ import { LABEL } from './sandboxes/labels.ts'
 import { SnapshotStore } from './sandboxes/snapshot-store.ts'
 import { SandboxStateStore } from './sandboxes/state-store.ts'
 import { WarmPool } from './sandboxes/warm-pool.ts'
+import type { WriteOptions } from './store/files.ts'
 
 export interface AppDeps {
   config: Config
@@ -86,6 +87,7 @@ export function buildApp(deps: AppDeps): App {
   })
   limitHeadTime(app.server, config.headersTimeoutMs)
   const proxy = new GuestProxy()
+  const writes: WriteOptions = { fsync: config.durability === 'fsync' }
   const clock = deps.clock ?? realClock
   const activity = trackApiActivity(app)
   const pool = new WarmPool({
@@ -124,8 +126,8 @@ export function buildApp(deps: AppDeps): App {
     identity,
     logger: app.log,
     execOutputLimit: config.execOutputLimit,
-    snapshots: new SnapshotStore(identity.dataDir),
-    records: new SandboxStateStore(identity.dataDir),
+    snapshots: new SnapshotStore(identity.dataDir, writes),
+    records: new SandboxStateStore(identity.dataDir, writes),
     pool,
     strict: config.strict,
     beforeCheckpoint: async (runId) => {
@@ -136,11 +138,14 @@ export function buildApp(deps: AppDeps): App {
   })
 
   // The audit log listens first, so a destroy's history entry is written after its last audit entry.
-  const audit = new AuditLog(identity.dataDir, loadAuditKey(identity.dataDir, config.auditKey), () =>
-    clock.now(),
+  const audit = new AuditLog(
+    identity.dataDir,
+    loadAuditKey(identity.dataDir, config.auditKey, writes),
+    () => clock.now(),
+    writes,
   )
   audit.follow(sandboxes.events)
-  const history = new HistoryStore(identity.dataDir)
+  const history = new HistoryStore(identity.dataDir, writes)
   history.follow(sandboxes.events)
 
   const uploadSpool = join(identity.dataDir, 'uploads')

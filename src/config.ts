@@ -229,6 +229,14 @@ export const SETTINGS = {
     shownDefault: 'generated',
     help: 'HMAC key of the audit chain; unset: one is generated and kept in `<data dir>/audit.key`',
   },
+  // What an answered call's writes (state, history, audit, snapshot records, keys) survive; see
+  // docs/accounts.md.
+  durability: {
+    env: 'ISORUN_EMULATOR_DURABILITY',
+    schema: z.enum(['process', 'fsync']),
+    default: 'process',
+    help: '`process`: writes reach the kernel before the answer (they survive a crash of the emulator); `fsync`: also flushed to the disk with their directory (they survive a power cut; slower) (see [durability](accounts.md))',
+  },
   // It answers for the one running sandbox with a server on the CDP port, naming no key: hence `auto`.
   cdpDiscoveryMode: {
     env: 'ISORUN_EMULATOR_CDP_DISCOVERY',

@@ -43,7 +43,7 @@ export function publicUrl(host: string, port: number): string {
 
 /** Starts the emulator: checks the engine, adopts this data dir's sandboxes, listens. */
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
-  const identity = loadIdentity(config.dataDir)
+  const identity = loadIdentity(config.dataDir, { fsync: config.durability === 'fsync' })
   // The engine speaks before the app (and its logger) exists: what it says then is logged once there is one.
   const early: [Record<string, unknown>, string][] = []
   let logEngine = (data: Record<string, unknown>, message: string) => {

@@ -1,4 +1,13 @@
-import fs, { appendFileSync, mkdtempSync, type PathLike, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import fs, {
+  appendFileSync,
+  mkdtempSync,
+  type PathLike,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -106,5 +115,64 @@ describe('the files that identify a data dir', () => {
       expect.arrayContaining(['instance.json', 'audit.key']),
     )
     expect(readFileSync(join(dataDir, 'audit.key'), 'utf8')).toMatch(/^[0-9a-f]{64}\n$/)
+  })
+})
+
+describe('the durability setting', () => {
+  /** The paths fsync(2) was called on while `work` ran (read from /proc/self/fd at each call). */
+  async function fsyncedDuring(work: () => Promise<void>): Promise<string[]> {
+    const synced: string[] = []
+    const original = fs.fsyncSync
+    fs.fsyncSync = (fd: number) => {
+      synced.push(readlinkSync(`/proc/self/fd/${fd}`))
+      original(fd)
+    }
+    syncBuiltinESMExports()
+    try {
+      await work()
+    } finally {
+      fs.fsyncSync = original
+      syncBuiltinESMExports()
+    }
+    return synced
+  }
+
+  async function lifecycle(durability: string): Promise<{ dataDir: string; id: string; synced: string[] }> {
+    const dataDir = realpathSync(freshDir())
+    let id = ''
+    const synced = await fsyncedDuring(async () => {
+      const t = buildInjectApp(dataDir, { env: { ISORUN_EMULATOR_DURABILITY: durability } })
+      const send = (method: string, url: string, payload?: object) =>
+        t.app.inject({ method: method as 'POST', url, headers: auth, payload })
+      id = (await send('POST', '/v1/runs', {})).json().id
+      await send('POST', `/v1/runs/${id}/exec`, { command: 'true' })
+      const snap = (await send('POST', `/v1/runs/${id}/snapshot`)).json()
+      expect((await send('DELETE', `/v1/snapshots/${snap.id}`)).statusCode).toBe(200)
+      await send('DELETE', `/v1/runs/${id}`)
+      await t.app.close()
+    })
+    return { dataDir, id, synced }
+  }
+
+  it('by default (process) leaves flushing to the OS', async () => {
+    expect((await lifecycle('process')).synced).toEqual([])
+  })
+
+  it('with fsync flushes every state file, log, record and key, and their directories, before answering', async () => {
+    const { dataDir, id, synced } = await lifecycle('fsync')
+    const rel = new Set(synced.map((p) => p.slice(dataDir.length + 1).replace(/\.\d+\.tmp$/, '')))
+    for (const expected of [
+      '', // the data dir itself: instance.json, audit.key, history.jsonl are its entries
+      'instance.json',
+      'audit.key',
+      'history.jsonl',
+      'sandboxes',
+      `sandboxes/${id}.json`,
+      'audit',
+      `audit/${id}.jsonl`,
+      'snapshots',
+    ])
+      expect(rel).toContain(expected)
+    expect([...rel].some((p) => /^snapshots\/snap[a-z0-9]+\.json$/.test(p))).toBe(true)
   })
 })

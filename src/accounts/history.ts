@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
-import { appendJsonLine, readJsonLines } from '../store/files.ts'
+import { appendJsonLine, readJsonLines, type WriteOptions } from '../store/files.ts'
 
 /**
  * A destroyed sandbox, with the same figures its destroy returned: one line of history.jsonl, whose names
@@ -32,8 +32,11 @@ export class HistoryStore {
   private readonly file: string
   private readonly records: HistoryRecord[]
 
-  constructor(dataDir: string) {
+  private readonly writes: WriteOptions
+
+  constructor(dataDir: string, writes: WriteOptions = {}) {
     this.file = join(dataDir, 'history.jsonl')
+    this.writes = writes
     this.records = readJsonLines<HistoryRecord>(this.file)
   }
 
@@ -63,7 +66,7 @@ export class HistoryStore {
   }
 
   add(record: HistoryRecord): void {
-    appendJsonLine(this.file, record)
+    appendJsonLine(this.file, record, this.writes)
     this.records.push(record)
   }
 

@@ -31,11 +31,14 @@ export class AuditLog {
   private readonly heads = new Map<string, AuditHead>()
   private readonly now: () => number
 
-  constructor(dataDir: string, key: Buffer, now: () => number = Date.now) {
+  private readonly writes: WriteOptions
+
+  constructor(dataDir: string, key: Buffer, now: () => number = Date.now, writes: WriteOptions = {}) {
     this.dir = join(dataDir, 'audit')
     mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
     this.key = key
     this.now = now
+    this.writes = writes
   }
 
   /** Records every domain event as an audit entry of its sandbox. */
@@ -60,7 +63,7 @@ export class AuditLog {
       data: maskSecrets(data, sandbox.secrets),
     }
     const entry: AuditEntry = { ...unsigned, hmac: signEntry(this.key, head?.hmac ?? GENESIS, unsigned) }
-    appendJsonLine(this.file(sandbox.id), entry)
+    appendJsonLine(this.file(sandbox.id), entry, this.writes)
     this.heads.set(sandbox.id, { seq: entry.seq, hmac: entry.hmac })
     return entry
   }

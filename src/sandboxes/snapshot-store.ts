@@ -1,7 +1,7 @@
-import { mkdirSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { EgressPolicy } from '../egress/policy.ts'
-import { DIR_MODE, readJson, writeJsonAtomic } from '../store/files.ts'
+import { DIR_MODE, readJson, removeFile, type WriteOptions, writeJsonAtomic } from '../store/files.ts'
 import type { StoredSnapshot } from './engine.ts'
 
 /** Owner of seeded snapshots that every key may list and restore. */
@@ -38,8 +38,11 @@ export class SnapshotStore {
   private readonly dir: string
   private readonly records = new Map<string, SnapshotRecord>()
 
-  constructor(dataDir: string) {
+  private readonly writes: WriteOptions
+
+  constructor(dataDir: string, writes: WriteOptions = {}) {
     this.dir = join(dataDir, 'snapshots')
+    this.writes = writes
     mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
     for (const name of readdirSync(this.dir)) {
       if (!name.endsWith('.json')) continue
@@ -55,7 +58,7 @@ export class SnapshotStore {
   }
 
   put(record: SnapshotRecord): void {
-    writeJsonAtomic(join(this.dir, `${record.id}.json`), record)
+    writeJsonAtomic(join(this.dir, `${record.id}.json`), record, this.writes)
     this.records.set(record.id, record)
   }
 
@@ -74,8 +77,8 @@ export class SnapshotStore {
   }
 
   delete(id: string): void {
-    rmSync(join(this.dir, `${id}.json`), { force: true })
-    rmSync(this.artifactDir(id), { recursive: true, force: true })
+    removeFile(join(this.dir, `${id}.json`), this.writes)
+    removeFile(this.artifactDir(id))
     this.records.delete(id)
   }
 }

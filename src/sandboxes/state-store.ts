@@ -1,6 +1,6 @@
-import { mkdirSync, readdirSync, rmSync } from 'node:fs'
+import { mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { DIR_MODE, readJson, writeJsonAtomic } from '../store/files.ts'
+import { DIR_MODE, readJson, removeFile, type WriteOptions, writeJsonAtomic } from '../store/files.ts'
 import type { Sandbox } from './sandbox.ts'
 
 /**
@@ -25,8 +25,11 @@ export class SandboxStateStore {
   private readonly dir: string
   private readonly lastActivityWrite = new Map<string, number>()
 
-  constructor(dataDir: string) {
+  private readonly writes: WriteOptions
+
+  constructor(dataDir: string, writes: WriteOptions = {}) {
     this.dir = join(dataDir, 'sandboxes')
+    this.writes = writes
     mkdirSync(this.dir, { recursive: true, mode: DIR_MODE })
   }
 
@@ -34,7 +37,7 @@ export class SandboxStateStore {
     if (s.status === 'destroying') return
     const { inFlight: _inFlight, secrets: _secrets, status, ...rest } = s
     const doc: PersistedSandbox = { ...rest, status }
-    writeJsonAtomic(this.file(s.id), doc)
+    writeJsonAtomic(this.file(s.id), doc, this.writes)
     this.lastActivityWrite.set(s.id, s.lastActivityAt)
   }
 
@@ -65,7 +68,7 @@ export class SandboxStateStore {
   }
 
   delete(id: string): void {
-    rmSync(this.file(id), { force: true })
+    removeFile(this.file(id), this.writes)
     this.lastActivityWrite.delete(id)
   }
 

@@ -22,7 +22,7 @@ export function buildInjectApp(
     config,
     engine,
     clock: options.clock,
-    identity: loadIdentity(dataDir),
+    identity: loadIdentity(dataDir, { fsync: config.durability === 'fsync' }),
   })
   return { ...built, engine }
 }
