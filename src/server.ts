@@ -61,6 +61,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const memory = capabilities.memory_state
   if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
   else app.log.warn(`memory snapshots: off: ${memory.reason}`)
+  const network = engineInfo.sandboxNetwork
+  if (network?.isolated) app.log.info(`sandbox network: ${network.note}`)
+  else if (network) app.log.warn(`sandbox network: ${network.note}`)
   const cdp = config.cdpDiscovery
   app.log.info(
     `DevTools discovery at /json/version (port ${cdp.port}): ${cdp.enabled ? 'on' : 'off'} (${cdp.why})`,

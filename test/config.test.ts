@@ -32,7 +32,7 @@ describe('the settings table', () => {
       uploadLimit: 1024 * 1024 * 1024,
       pullTimeoutMs: 60_000,
       pull: { mode: 'missing', registries: ['docker.io'] },
-      network: 'bridge',
+      network: undefined,
       networkProfilesFile: undefined,
       egressPort: 3128,
       egressHosts: {},

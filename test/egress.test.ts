@@ -235,7 +235,7 @@ describeOnEngine('docker', ISOLATION, 'network profiles and egress through the r
     const env = (await s.exec('env')).stdout
     expect(env).not.toMatch(/_proxy=|_PROXY=/)
     const container = await containerOf(s.id)
-    expect(container?.HostConfig.NetworkMode).toBe('bridge')
+    expect(container?.HostConfig.NetworkMode).toBe('isorun-emulator-sandboxes')
     expect(container?.Labels['isorun-emulator.egress']).toBeUndefined()
     expect((await s.exec('echo ok')).stdout).toBe('ok\n')
   })

@@ -5,6 +5,7 @@ import type {
   IsolatedNetwork,
   IsolatedNetworkRequest,
   MemorySupport,
+  SandboxNetwork,
   SandboxSpec,
   SnapshotOutcome,
   SnapshotRequest,
@@ -16,8 +17,12 @@ import { detectCriu } from './criu.ts'
 import { DockerCheckpoints } from './docker-checkpoints.ts'
 import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
+import { ensureSandboxNetwork } from './sandbox-network.ts'
 
-export type DockerEngineOptions = CompatEngineOptions
+export interface DockerEngineOptions extends Omit<CompatEngineOptions, 'network'> {
+  /** ISORUN_EMULATOR_NETWORK; undefined: the emulator's own, with no traffic between sandboxes. */
+  network: string | undefined
+}
 
 /** What start-up learns of Docker once, before the engine object exists. */
 interface Probed extends EngineFacts {
@@ -25,6 +30,7 @@ interface Probed extends EngineFacts {
   /** Docker's init binary, bind-mounted into each sandbox; undefined when not found on this host. */
   initPath: string | undefined
   memory: MemorySupport
+  network: SandboxNetwork
 }
 
 /**
@@ -37,6 +43,7 @@ export class DockerEngine extends CompatEngine {
   private readonly memory: MemorySupport
   private readonly checkpointing: DockerCheckpoints
   private readonly initPath: string | undefined
+  private readonly sandboxNetwork: SandboxNetwork
 
   /** Throws engine_unavailable when Docker cannot be reached. */
   static async connect(docker: Docker, opts: DockerEngineOptions): Promise<DockerEngine> {
@@ -46,22 +53,29 @@ export class DockerEngine extends CompatEngine {
         opts.criu === 'off'
           ? { available: false, reason: 'disabled by configuration (ISORUN_EMULATOR_CRIU=off)' }
           : await detectCriu(Boolean(info.ExperimentalBuild), info.DockerRootDir)
-      return new DockerEngine(docker, opts, {
-        hostCpus: info.NCPU,
-        cgroupVersion: String(info.CgroupVersion ?? '1'),
-        rootDir: info.DockerRootDir,
-        initPath: await resolveInitBinary(String(info.InitBinary || 'docker-init')),
-        memory,
-      })
+      const network = await ensureSandboxNetwork(docker, opts.network)
+      return new DockerEngine(
+        docker,
+        { ...opts, network: network.name },
+        {
+          hostCpus: info.NCPU,
+          cgroupVersion: String(info.CgroupVersion ?? '1'),
+          rootDir: info.DockerRootDir,
+          initPath: await resolveInitBinary(String(info.InitBinary || 'docker-init')),
+          memory,
+          network,
+        },
+      )
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
     }
   }
 
-  private constructor(docker: Docker, opts: DockerEngineOptions, probed: Probed) {
+  private constructor(docker: Docker, opts: CompatEngineOptions, probed: Probed) {
     super(docker, opts, probed)
     this.initPath = probed.initPath
     this.memory = probed.memory
+    this.sandboxNetwork = probed.network
     this.checkpointing = new DockerCheckpoints(docker, probed.rootDir)
   }
 
@@ -80,6 +94,7 @@ export class DockerEngine extends CompatEngine {
         experimental: Boolean(info.ExperimentalBuild),
         rootDir: info.DockerRootDir,
         endpoint: dockerEndpoint(this.docker),
+        sandboxNetwork: this.sandboxNetwork,
       }
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
@@ -126,20 +141,7 @@ export class DockerEngine extends CompatEngine {
 
   async isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
     const isolated = await ensureIsolatedNetwork(this.docker, request)
-    return { ...isolated, sandboxSubnets: [isolated.subnet, ...(await this.subnetsOf(this.opts.network))] }
-  }
-
-  /** The IPv4 and IPv6 subnets of a network (none for `host`, `none` or one that is gone). */
-  private async subnetsOf(network: string): Promise<string[]> {
-    try {
-      const info = (await this.docker
-        .getNetwork(encodeURIComponent(network))
-        .inspect()) as Docker.NetworkInspectInfo
-      return (info.IPAM?.Config ?? []).map((c) => c.Subnet).filter((s): s is string => Boolean(s))
-    } catch (err) {
-      if ((err as { statusCode?: number })?.statusCode === 404) return []
-      throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
-    }
+    return { ...isolated, sandboxSubnets: [isolated.subnet, ...this.sandboxNetwork.subnets] }
   }
 
   releaseIsolatedNetwork(instanceId: string): Promise<void> {

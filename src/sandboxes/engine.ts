@@ -102,6 +102,18 @@ export interface EngineInfo {
   endpoint?: string
   /** The engine runs on another host: nothing of its host (files, cgroups, firewall) is used. */
   remote?: boolean
+  /** The network sandboxes without an egress policy are on (absent: the engine does not say). */
+  sandboxNetwork?: SandboxNetwork
+}
+
+/** Where sandboxes without an egress policy are, and whether they are kept from reaching each other. */
+export interface SandboxNetwork {
+  name: string
+  subnets: string[]
+  /** No traffic between sandboxes on it. */
+  isolated: boolean
+  /** What it is and why (isolated or not), for capabilities and the log. */
+  note: string
 }
 
 export interface ManagedSandbox {
