@@ -7,6 +7,7 @@
 #   dist/          src/ compiled by tsc (tsconfig.build.json, --noCheck: the same JS as `npm run build`,
 #                  without type-checking again what `npm run typecheck` checks)
 #   node_modules/  the production dependencies only, from package-lock.json (npm ci --omit=dev)
+#   dashboard/     the dashboard's page, script and stylesheet, read at start
 #   package.json   ("type": "module")
 #
 # Usage: scripts/docker-image.sh [TAG]     TAG defaults to $IMAGE_TAG, else isorun-emulator:local
@@ -42,6 +43,8 @@ mkdir -p "$APP"
 echo "docker-image: compiling src/ -> .docker-build/app/dist"
 tsc -p tsconfig.build.json --outDir "$APP/dist" --noCheck --declaration false --sourceMap false \
   || die "tsc failed"
+mkdir -p "$APP/dashboard"
+cp dashboard/index.html dashboard/app.js dashboard/style.css "$APP/dashboard/"
 cp package.json package-lock.json "$APP/"
 echo "docker-image: installing production dependencies (npm ci --omit=dev)"
 (cd "$APP" && npm ci --omit=dev --ignore-scripts --prefer-offline --no-audit --no-fund --loglevel=error) \

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance, FastifyReply } from 'fastify'
-import { DASHBOARD_HTML } from '../ui/dashboard.ts'
+import { dashboardHtml } from '../ui/dashboard.ts'
 
 /**
  * The dashboard at `/_emulator/ui`: a static page (no auth to fetch it); its script calls /v1 with the
@@ -9,15 +9,16 @@ import { DASHBOARD_HTML } from '../ui/dashboard.ts'
  * script, no inline handler, no frame, no form post, no fetch elsewhere.
  */
 export function uiRoutes(app: FastifyInstance): void {
+  const html = dashboardHtml()
   const headers = {
     'content-type': 'text/html; charset=utf-8',
-    'content-security-policy': contentSecurityPolicy(DASHBOARD_HTML),
+    'content-security-policy': contentSecurityPolicy(html),
     'x-content-type-options': 'nosniff',
     'referrer-policy': 'no-referrer',
     'x-frame-options': 'DENY',
     'cache-control': 'no-store',
   }
-  const serve = async (_request: unknown, reply: FastifyReply) => reply.headers(headers).send(DASHBOARD_HTML)
+  const serve = async (_request: unknown, reply: FastifyReply) => reply.headers(headers).send(html)
   app.get('/ui', serve)
   app.get('/ui/', serve)
 }
@@ -25,7 +26,7 @@ export function uiRoutes(app: FastifyInstance): void {
 /** A CSP that admits the page's own inline `<script>` and `<style>` blocks by their SHA-256. */
 export function contentSecurityPolicy(html: string): string {
   const hashes = (tag: string) =>
-    [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))]
+    [...html.matchAll(new RegExp(`<${tag}(?: [^>]*)?>([\\s\\S]*?)</${tag}>`, 'g'))]
       .map(
         (m) =>
           `'sha256-${createHash('sha256')
