@@ -9,7 +9,7 @@ import { resetSandboxes, resetToSeed } from './control/reset.ts'
 import { toResetWire } from './http/wire.ts'
 import { VirtualClock } from './sandboxes/clock.ts'
 import { hashApiKey as hashKey } from './sandboxes/ids.ts'
-import { startServer } from './server.ts'
+import { type RunningServer, startServer } from './server.ts'
 
 export interface StartEmulatorOptions {
   /** `virtual`: time moves only by `clock.advance()`. Default `real`. */
@@ -46,6 +46,21 @@ export interface StartedEmulator {
   requests(filter?: { path?: string; method?: string; limit?: number }): JournalEntry[]
   /** Destroys what this emulator made, stops it, and removes its temporary data dir. */
   stop(): Promise<void>
+  /** Where this emulator keeps its state. */
+  dataDir: string
+  /** The running server and the app's parts, for tests that look inside (the pool, the proxy...). */
+  server: RunningServer
+  /**
+   * Stops the server as SIGTERM does: its sandboxes keep running and its data dir stays, for
+   * `restart()`. A `stop()` after it only removes the temporary data dir.
+   */
+  close(): Promise<void>
+  /**
+   * After `close()`: another emulator on the same data dir, which adopts the sandboxes left running
+   * (with these options in place of the first ones). It removes the data dir on `stop()` if this one
+   * would have.
+   */
+  restart(options?: Omit<StartEmulatorOptions, 'dataDir'>): Promise<StartedEmulator>
 }
 
 /**
@@ -57,7 +72,10 @@ export interface StartedEmulator {
  * ```
  */
 export async function startEmulator(options: StartEmulatorOptions = {}): Promise<StartedEmulator> {
-  const ownDir = options.dataDir === undefined
+  return start(options, options.dataDir === undefined)
+}
+
+async function start(options: StartEmulatorOptions, ownDir: boolean): Promise<StartedEmulator> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'isorun-emulator-'))
   const config = loadConfig({
     ISORUN_EMULATOR_PORT: '0',
@@ -70,7 +88,15 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
   const server = await startServer(config)
   const built = server.built
   const { faults, journal, clock } = built
+  let running = true
+  const close = async () => {
+    if (!running) return
+    running = false
+    await server.close()
+  }
   return {
+    dataDir,
+    server,
     apiUrl: server.apiUrl,
     apiKey: `isorun_test_${randomBytes(8).toString('hex')}`,
     faults: {
@@ -92,11 +118,18 @@ export async function startEmulator(options: StartEmulatorOptions = {}): Promise
       toResetWire(await resetToSeed(server.sandboxes, built.seeder, apiKey ? hashKey(apiKey) : undefined)),
     requests: (filter = {}) => journal.query(filter),
     async stop() {
-      await resetSandboxes(server.sandboxes)
-      // A temporary data dir goes away with its snapshots' images; a given one keeps its seed.
-      if (ownDir) await server.sandboxes.snapshots.deleteShared()
-      await server.close()
+      if (running) {
+        await resetSandboxes(server.sandboxes)
+        // A temporary data dir goes away with its snapshots' images; a given one keeps its seed.
+        if (ownDir) await server.sandboxes.snapshots.deleteShared()
+        await close()
+      }
       if (ownDir) rmSync(dataDir, { recursive: true, force: true })
+    },
+    close,
+    async restart(next = {}) {
+      if (running) throw new Error('restart() follows close(): one emulator per data dir at a time')
+      return start({ ...next, dataDir }, ownDir)
     },
   }
 }

@@ -6,10 +6,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Isorun } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { loadConfig } from '../src/config.ts'
 import { FS_VIEW, FS_VIEW_LABEL } from '../src/sandboxes/fs-view.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
-import { startServer } from '../src/server.ts'
+import { startEmulator } from '../src/testing.ts'
 import { engineEnv } from './support/engine.ts'
 import {
   containerOf,
@@ -216,20 +215,11 @@ describeWithDocker('reaping leftovers across file-system views', () => {
       made.push(c.id)
       return c.id
     }
-    const dataDir = mkdtempSync(join(tmpdir(), 'isorun-fs-view-'))
     try {
       const sameView = await leftover(FS_VIEW)
       const otherView = await leftover('a-container/mnt:[1]')
-      const server = await startServer(
-        loadConfig({
-          ...engineEnv(),
-          ISORUN_EMULATOR_PORT: '0',
-          ISORUN_EMULATOR_DATA_DIR: dataDir,
-          ISORUN_EMULATOR_LOG_LEVEL: 'silent',
-          ISORUN_EMULATOR_POOL: '0',
-        }),
-      )
-      await server.close()
+      // Reaping is done at start.
+      await (await startEmulator({ env: { ...engineEnv(), ISORUN_EMULATOR_LOG_LEVEL: 'silent' } })).stop()
       const exists = async (id: string) =>
         docker
           .getContainer(id)
@@ -249,7 +239,6 @@ describeWithDocker('reaping leftovers across file-system views', () => {
             .catch(() => undefined),
         ),
       )
-      rmSync(dataDir, { recursive: true, force: true })
     }
   })
 })

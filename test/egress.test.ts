@@ -1,13 +1,9 @@
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Isorun, IsorunError, type Sandbox } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { loadConfig } from '../src/config.ts'
-import { startServer } from '../src/server.ts'
+import { startEmulator } from '../src/testing.ts'
 import { engineEnv } from './support/engine.ts'
 import { EGRESS_TEST_HOSTS } from './support/global-setup.ts'
 import {
@@ -282,39 +278,31 @@ describeOnEngine('docker', ISOLATION, 'network profiles and egress through the r
 describeOnEngine('docker', ISOLATION, 'egress across an emulator restart', () => {
   it('keeps enforcing an adopted sandbox’s policy, and removes the isolated network once unused', async () => {
     const test = await startServerOn('127.0.0.1', 'still here')
-    const dataDir = mkdtempSync(join(tmpdir(), 'isorun-egress-restart-'))
-    const config = loadConfig({
+    const env = {
       ...engineEnv(),
-      ISORUN_EMULATOR_PORT: '0',
-      ISORUN_EMULATOR_DATA_DIR: dataDir,
       ISORUN_EMULATOR_LOG_LEVEL: 'silent',
-      ISORUN_EMULATOR_POOL: '0',
       ISORUN_EMULATOR_EGRESS_HOSTS: EGRESS_TEST_HOSTS,
-    })
+    }
     const apiKey = newApiKey()
-    let server = await startServer(config)
-    let running = true
+    let emu = await startEmulator({ env })
     let sandbox: Sandbox | undefined
     try {
-      const first = new Isorun({ apiUrl: server.apiUrl, apiKey })
+      const first = new Isorun({ apiUrl: emu.apiUrl, apiKey })
       sandbox = await first.create({ image: 'busybox:latest', network: { allow: ['allowed.test'] } })
-      const network = (await capabilities(server.apiUrl)).egress.network
-      await server.close()
-      running = false
+      const network = (await capabilities(emu.apiUrl)).egress.network
+      await emu.close()
       // Still in use by the sandbox: the network stays for the next start.
       expect((await docker.listNetworks({ filters: { name: [network] } })).length).toBe(1)
 
-      server = await startServer(config)
-      running = true
-      const second = new Isorun({ apiUrl: server.apiUrl, apiKey })
+      emu = await emu.restart({ env })
+      const second = new Isorun({ apiUrl: emu.apiUrl, apiKey })
       const adopted = await second.get(sandbox.id)
       if (!adopted) throw new Error('sandbox not adopted')
       expect((await wget(adopted, `http://allowed.test:${test.port}/`)).out).toBe('still here')
       expect((await wget(adopted, `http://denied.test:${test.port}/`)).out).toContain('403')
       await adopted.destroy()
       sandbox = undefined
-      await server.close()
-      running = false
+      await emu.close()
       const left = await docker.listNetworks({ filters: { name: [network] } })
       expect(left.filter((n) => n.Name === network)).toEqual([])
       // Its firewall chain went with it.
@@ -323,13 +311,13 @@ describeOnEngine('docker', ISOLATION, 'egress across an emulator restart', () =>
         expect(rules).not.toContain(`isr${network.slice(-16, -4)}`)
       }
     } finally {
-      if (running) await server.close()
+      await emu.close()
       if (sandbox) {
         const label = `isorun-emulator.run-id=${sandbox.id}`
         for (const c of await docker.listContainers({ all: true, filters: { label: [label] } }))
           await docker.getContainer(c.Id).remove({ force: true })
       }
-      rmSync(dataDir, { recursive: true, force: true })
+      await emu.stop()
       await new Promise((r) => test.server.close(r))
     }
   })

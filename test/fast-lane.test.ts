@@ -1,11 +1,8 @@
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Isorun, type Sandbox } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { loadConfig } from '../src/config.ts'
-import { type RunningServer, startServer } from '../src/server.ts'
+import type { RunningServer } from '../src/server.ts'
+import { type StartedEmulator, startEmulator } from '../src/testing.ts'
 import { engineEnv } from './support/engine.ts'
 import { type Echo, startGuest } from './support/guest.ts'
 import { RawHttpClient, type RawResponse } from './support/raw-http.ts'
@@ -26,8 +23,8 @@ for (const fast of [true, false]) {
       ? "url(port)'s fast lane, byte by byte (raw HTTP/1.1 on one connection)"
       : 'the same bytes with the fast lane off (the routes carry every request)',
     () => {
+      let emu: StartedEmulator
       let server: RunningServer
-      let dataDir: string
       let isorun: Isorun
       let s: Sandbox
       let prefix: string
@@ -49,18 +46,14 @@ for (const fast of [true, false]) {
         `GET ${prefix}${path} HTTP/1.1\r\nHost: [::1]:${port}\r\n${extra}\r\n`
 
       beforeAll(async () => {
-        dataDir = mkdtempSync(join(tmpdir(), 'isorun-fast-lane-test-'))
-        server = await startServer(
-          loadConfig({
+        emu = await startEmulator({
+          env: {
             ...engineEnv(),
-            ISORUN_EMULATOR_PORT: '0',
-            ISORUN_EMULATOR_DATA_DIR: dataDir,
-            ISORUN_EMULATOR_LOG_LEVEL: 'warn',
-            ISORUN_EMULATOR_POOL: '0',
             ISORUN_EMULATOR_FAST_PROXY: fast ? '1' : '0',
             ISORUN_EMULATOR_HEADERS_TIMEOUT_MS: String(HEAD_DEADLINE_MS),
-          }),
-        )
+          },
+        })
+        server = emu.server
         port = server.port
         isorun = new Isorun({ apiUrl: server.apiUrl, apiKey })
         s = await isorun.create({ image: 'node:22-slim' })
@@ -70,8 +63,7 @@ for (const fast of [true, false]) {
       afterAll(async () => {
         await s?.destroy().catch(() => undefined)
         isorun?.close()
-        await server?.close()
-        rmSync(dataDir, { recursive: true, force: true })
+        await emu?.stop()
       })
 
       it('carries keep-alive requests itself, with the same headers as the slow path', async () => {

@@ -1,12 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Isorun, IsorunError } from 'isorun'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
-import { startServer } from '../src/server.ts'
+import { startEmulator } from '../src/testing.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, newClient } from './support/sdk.ts'
@@ -45,25 +42,15 @@ async function createFails(
 
 /** An emulator in this process with the given pull settings. */
 async function emulatorWith(env: Record<string, string>) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-pulls-'))
-  const server = await startServer(
-    loadConfig({
-      ...engineEnv(),
-      ISORUN_EMULATOR_PORT: '0',
-      ISORUN_EMULATOR_DATA_DIR: dataDir,
-      ISORUN_EMULATOR_LOG_LEVEL: 'warn',
-      ISORUN_EMULATOR_POOL: '0',
-      ISORUN_EMULATOR_PULL_TIMEOUT_MS: '15000',
-      ...env,
-    }),
-  )
+  const emu = await startEmulator({
+    env: { ...engineEnv(), ISORUN_EMULATOR_PULL_TIMEOUT_MS: '15000', ...env },
+  })
   return {
-    server,
-    client: new Isorun({ apiUrl: server.apiUrl, apiKey: 'pulls-test' }),
+    server: emu.server,
+    client: new Isorun({ apiUrl: emu.apiUrl, apiKey: 'pulls-test' }),
     async close() {
-      await server.close()
-      await removeContainers([`${LABEL.instance}=${server.identity.instanceId}`])
-      rmSync(dataDir, { recursive: true, force: true })
+      await emu.stop()
+      await removeContainers([`${LABEL.instance}=${emu.server.identity.instanceId}`])
     },
   }
 }

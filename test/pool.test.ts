@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
-import { type RunningServer, startServer } from '../src/server.ts'
+import type { RunningServer } from '../src/server.ts'
+import { type StartedEmulator, startEmulator } from '../src/testing.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
@@ -13,7 +10,7 @@ import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
 const IMAGE = 'busybox:latest'
 
 describeWithDocker('the warm pool', () => {
-  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-pool-'))
+  let emu: StartedEmulator
   let server: RunningServer
   let isorun: Isorun
   let instance = ''
@@ -24,23 +21,15 @@ describeWithDocker('the warm pool', () => {
     })
 
   beforeAll(async () => {
-    server = await startServer(
-      loadConfig({
-        ...engineEnv(),
-        ISORUN_EMULATOR_PORT: '0',
-        ISORUN_EMULATOR_DATA_DIR: dataDir,
-        ISORUN_EMULATOR_LOG_LEVEL: 'warn',
-        ISORUN_EMULATOR_POOL: '2',
-      }),
-    )
+    emu = await startEmulator({ pool: 2, env: engineEnv() })
+    server = emu.server
     instance = server.identity.instanceId
     isorun = new Isorun({ apiUrl: server.apiUrl, apiKey: 'pool-test' })
   })
   afterAll(async () => {
     isorun.close()
-    await server.close()
+    await emu.stop()
     await removeContainers([`${LABEL.instance}=${instance}`])
-    rmSync(dataDir, { recursive: true, force: true })
   })
 
   const ready = (image: string) => server.pool.stats().find((s) => s.image === image)?.ready ?? 0
@@ -104,16 +93,9 @@ describeWithDocker('the warm pool', () => {
     // Taking one starts a refill; closing right away must wait for it rather than leak its container.
     await (await isorun.create({ image: IMAGE })).destroy()
     await new Promise((r) => setTimeout(r, 100))
-    await server.close()
+    await emu.close()
     expect(await poolContainers()).toHaveLength(0)
-    server = await startServer(
-      loadConfig({
-        ...engineEnv(),
-        ISORUN_EMULATOR_PORT: '0',
-        ISORUN_EMULATOR_DATA_DIR: dataDir,
-        ISORUN_EMULATOR_LOG_LEVEL: 'silent',
-        ISORUN_EMULATOR_POOL: '0',
-      }),
-    )
+    emu = await emu.restart({ env: { ...engineEnv(), ISORUN_EMULATOR_LOG_LEVEL: 'silent' } })
+    server = emu.server
   })
 })

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Isorun, type IsorunError } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { loadConfig } from '../src/config.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
-import { type RunningServer, startServer } from '../src/server.ts'
+import type { RunningServer } from '../src/server.ts'
+import { startEmulator } from '../src/testing.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, docker } from './support/sdk.ts'
@@ -13,26 +10,16 @@ import { readCount, startShellCounter } from './support/state.ts'
 
 /** An emulator of its own, configured as on a machine without CRIU (Docker Desktop, say). */
 async function startWithoutCriu(extra: Record<string, string> = {}) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'isorun-nocriu-'))
-  const server = await startServer(
-    loadConfig({
-      ...engineEnv(),
-      ISORUN_EMULATOR_PORT: '0',
-      ISORUN_EMULATOR_DATA_DIR: dataDir,
-      ISORUN_EMULATOR_LOG_LEVEL: 'silent',
-      ISORUN_EMULATOR_CRIU: 'off',
-      ...extra,
-    }),
-  )
-  const client = new Isorun({ apiUrl: server.apiUrl, apiKey: 'fallback-key' })
+  const emu = await startEmulator({
+    env: { ...engineEnv(), ISORUN_EMULATOR_LOG_LEVEL: 'silent', ISORUN_EMULATOR_CRIU: 'off', ...extra },
+  })
+  const client = new Isorun({ apiUrl: emu.apiUrl, apiKey: 'fallback-key' })
   const stop = async () => {
     client.close()
-    const instance = server.identity.instanceId
-    await server.close()
-    await removeContainers([`${LABEL.instance}=${instance}`])
-    rmSync(dataDir, { recursive: true, force: true })
+    await emu.stop()
+    await removeContainers([`${LABEL.instance}=${emu.server.identity.instanceId}`])
   }
-  return { server, client, stop }
+  return { server: emu.server, client, stop }
 }
 
 const status = (p: Promise<unknown>) => p.then(() => 200).catch((e: IsorunError) => e.status)
