@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
+import { constants as osConstants } from 'node:os'
 import { parseArgs } from 'node:util'
 import { auditKeyFile, readAuditKeyFile } from './audit/audit-log.ts'
 import { verifyAuditLog } from './audit/verify.ts'
@@ -21,6 +22,9 @@ ${settingsHelp()}
 /** Sample key printed when any key is accepted. */
 const SAMPLE_KEY = 'isorun_local_dev'
 
+/** What closing may take after the shutdown grace period (removing warm containers, the egress proxy). */
+const CLOSE_AFTER_GRACE_MS = 3_000
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'verify-audit') return verifyAuditCommand(process.argv.slice(3))
   const { values } = parseArgs({ options: { ...settingFlags(), help: { type: 'boolean', short: 'h' } } })
@@ -38,14 +42,24 @@ async function main(): Promise<void> {
   )
 
   let closing = false
-  const shutdown = (signal: string) => {
-    if (closing) return
+  const shutdown = (signal: 'SIGINT' | 'SIGTERM') => {
+    const log = server.app.log
+    if (closing) {
+      log.warn({ signal }, 'second signal: exiting now, cutting what was still in flight')
+      process.exit(128 + osConstants.signals[signal])
+    }
     closing = true
-    server.app.log.info({ signal }, 'shutting down; sandboxes keep running and are adopted on the next start')
+    log.info({ signal }, 'shutting down; sandboxes keep running and are adopted on the next start')
+    // The drain is bounded by the grace period; this bounds closing the rest (the warm pool, egress),
+    // so a stuck engine call cannot keep `docker stop` waiting for its SIGKILL.
+    setTimeout(() => {
+      log.error('shutdown: closing did not finish in time; exiting')
+      process.exit(1)
+    }, config.shutdownGraceMs + CLOSE_AFTER_GRACE_MS).unref()
     server.close().then(
       () => process.exit(0),
       (err) => {
-        server.app.log.error({ err }, 'error while closing')
+        log.error({ err }, 'error while closing')
         process.exit(1)
       },
     )

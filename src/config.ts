@@ -275,6 +275,13 @@ export const SETTINGS = {
     default: '0',
     help: '`1`: a snapshot, fork or hibernate that cannot keep memory fails (409) instead of degrading',
   },
+  // Below `docker stop`'s 10 s, which must also cover closing the rest (cli.ts allows 3 s for that).
+  shutdownGraceMs: {
+    env: 'ISORUN_EMULATOR_SHUTDOWN_GRACE_MS',
+    schema: z.coerce.number().int().min(0).max(600_000),
+    default: '5000',
+    help: 'on SIGTERM/SIGINT, how long requests in flight get to finish before their connections are cut (see Stopping)',
+  },
 } satisfies Record<string, Setting>
 
 type Table = typeof SETTINGS

@@ -10,6 +10,7 @@ import type { SandboxEngine } from './sandboxes/engine.ts'
 import { loadIdentity } from './sandboxes/identity.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import type { WarmPool } from './sandboxes/warm-pool.ts'
+import { ConnectionDrain } from './shutdown.ts'
 
 export interface RunningServer {
   /** The URL to give the SDK: `http://[::1]:PORT` on loopback, which skips the SDK's HTTP/3 attempt. */
@@ -22,6 +23,10 @@ export interface RunningServer {
   pool: WarmPool
   /** Everything the app was built from (control plane handles, stores). */
   built: App
+  /**
+   * Stops accepting on every listener, lets requests in flight finish (up to the shutdown grace period,
+   * then cuts them), then closes the app. url(port) streams and WebSockets are cut at once.
+   */
   close(): Promise<void>
 }
 
@@ -57,6 +62,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   logEngine = (data, message) => app.log.info(data, message)
   for (const [data, message] of early.splice(0)) logEngine(data, message)
   const capabilities = built.capabilities()
+  // Every listener hands its connections to app.server; the drain waits for them all, after the proxy
+  // has cut its streams (app.ts's preClose) and before the app's own onClose hooks run.
+  const connections = new ConnectionDrain(app.server)
+  const listeners: Server[] = [app.server]
+  app.addHook('preClose', async () => connections.drain(listeners, config.shutdownGraceMs, app.log))
   app.log.info({ capabilities }, 'engine capabilities')
   const memory = capabilities.memory_state
   if (memory.criu) app.log.info(`memory snapshots: on (${memory.reason})`)
@@ -77,6 +87,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   pool.prewarm({ image: 'node:22-slim', vcpus: 1, memMib: 1024 })
   await built.seeder.apply()
   const listening = await listen(app, config.host, config.port)
+  if (listening.extra) listeners.push(listening.extra)
   if (config.initDir) {
     await runInitScripts(
       config.initDir,
@@ -92,10 +103,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     identity,
     pool,
     built,
-    close: async () => {
-      listening.extra?.close()
-      await app.close()
-    },
+    close: () => app.close(),
   }
 }
 

@@ -191,6 +191,37 @@ describeOnEngine(
     it('left the host emulator’s sandbox alone when it started', async () => {
       expect((await containerOf(hostSandboxId))?.State).toBe('running')
     })
+
+    // Last: it stops the containerised emulator.
+    it('stops within docker stop’s 10 s, answering the exec in flight first', async () => {
+      const s = await (client as Isorun).create({ image: 'busybox:latest' })
+      const call = fetch(`${apiUrl}/v1/runs/${s.id}/exec`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer isorun_local_dev', 'content-type': 'application/json' },
+        body: JSON.stringify({ command: 'touch /tmp/started; sleep 2; echo done' }),
+      }).then(async (r) => ({ status: r.status, body: (await r.json()) as { stdout?: string } }))
+      const started = await waitFor(
+        async () =>
+          (await s.exec('test -e /tmp/started && echo yes')).stdout === 'yes\n' ? true : undefined,
+        20_000,
+      )
+      expect(started).toBe(true)
+      const before = performance.now()
+      await run('docker', ['stop', '-t', '10', name])
+      const took = performance.now() - before
+      const answer = await call
+      expect(answer.status).toBe(200)
+      expect(answer.body.stdout).toBe('done\n')
+      // Exit code 0: the emulator closed by itself; 137 would be docker's SIGKILL after the 10 s.
+      const state = (await docker.getContainer(name).inspect()).State
+      expect(state.ExitCode, `stopped after ${Math.round(took)} ms`).toBe(0)
+      expect(took).toBeLessThan(10_000)
+      const { stdout: logs } = await run('docker', ['logs', name])
+      const closing = logs.split('\n').filter((line) => /shut|second signal|closing/.test(line))
+      console.log(
+        `[shutdown] docker stop with an exec in flight: ${Math.round(took)} ms\n${closing.join('\n')}`,
+      )
+    })
   },
 )
 
