@@ -41,19 +41,28 @@ describeWithDocker('the warm pool', () => {
   })
 
   it('hands out a started container at once after the first cold create, and refills behind it', async () => {
+    const coldStarted = performance.now()
     const cold = await isorun.create({ image: IMAGE })
+    const coldRoundTrip = performance.now() - coldStarted
     expect(cold.createMs).toBeGreaterThan(50)
     expect(await untilReady(IMAGE, 2)).toBe(true)
     const started = performance.now()
     const warm = await isorun.create({ image: IMAGE })
     const roundTrip = performance.now() - started
-    expect(warm.createMs).toBeLessThan(10)
-    expect(roundTrip).toBeLessThan(100)
-    expect(await untilReady(IMAGE, 2)).toBe(true)
-    // Pooled containers are nobody's: the list holds exactly the two sandboxes.
-    expect((await isorun.list()).map((s) => s.id).sort()).toEqual([cold.id, warm.id].sort())
-    await cold.destroy()
-    await warm.destroy()
+    // Destroyed even when an assertion fails: a claimed container keeps its pool label, and would be
+    // counted by the shutdown test below.
+    try {
+      expect(warm.createMs).toBeLessThan(10)
+      // Seen from the client too, a fraction of a cold create. (Not a fixed figure: on a busy machine the
+      // round trip alone took over 100 ms.)
+      expect(roundTrip).toBeLessThan(coldRoundTrip / 3)
+      expect(await untilReady(IMAGE, 2)).toBe(true)
+      // Pooled containers are nobody's: the list holds exactly the two sandboxes.
+      expect((await isorun.list()).map((s) => s.id).sort()).toEqual([cold.id, warm.id].sort())
+    } finally {
+      await cold.destroy()
+      await warm.destroy()
+    }
   })
 
   it('gives a pooled sandbox everything a fresh one has', async () => {

@@ -149,8 +149,9 @@ describeWithDocker('url(port) through the real SDK', () => {
     expect(text).toBe('id: 1\ndata: event 1\n\nid: 2\ndata: event 2\n\nid: 3\ndata: event 3\n\n')
     const first = arrivals[0]?.[0] ?? 0
     const last = arrivals.at(-1)?.[0] ?? 0
-    // Three events 500 ms apart: the first arrives about a second before the last.
-    expect(last - first).toBeGreaterThan(800)
+    // Three events 500 ms apart: the first arrives about a second before the last. A buffering proxy
+    // delivers them together (0 ms apart); a busy machine delays single arrivals by a few hundred ms.
+    expect(last - first).toBeGreaterThan(500)
   })
 
   it('passes WebSocket upgrades through both ways, on both loopback addresses', async () => {
