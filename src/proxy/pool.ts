@@ -1,6 +1,7 @@
 import { Agent } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { closeSockets } from '../net/close-sockets.ts'
 import { SocketsByRun } from '../net/sockets-by-run.ts'
 
 const IDLE_SOCKET_MS = 4000
@@ -42,8 +43,11 @@ export class GuestPool {
     this.tunnels.add(runId, ...sockets)
   }
 
-  /** Closes every connection into the sandbox, busy or idle; resolves once they are all closed. */
-  closeConnections(runId: string): Promise<void> {
+  /**
+   * Closes every connection into the sandbox, busy or idle; resolves once they are all closed, by the
+   * guest too (see closeSockets), so that a checkpoint right after finds none in the guest.
+   */
+  async closeConnections(runId: string): Promise<void> {
     const sockets = this.tunnels.take(runId)
     const agent = this.agents.get(runId)
     if (agent) {
@@ -51,24 +55,13 @@ export class GuestPool {
       for (const group of [agent.sockets, agent.freeSockets]) {
         for (const list of Object.values(group)) sockets.push(...((list ?? []) as Socket[]))
       }
-      agent.destroy()
     }
-    return closeAll(sockets)
+    await closeSockets(sockets)
+    agent?.destroy()
   }
 
   async close(): Promise<void> {
     const runs = new Set([...this.agents.keys(), ...this.tunnels.runs()])
     await Promise.all([...runs].map((id) => this.closeConnections(id)))
   }
-}
-
-function closeAll(sockets: Duplex[]): Promise<void> {
-  return Promise.all(
-    sockets.map((s) => {
-      if (s.closed) return undefined
-      const closed = new Promise<void>((resolve) => s.once('close', () => resolve()))
-      s.destroy()
-      return closed
-    }),
-  ).then(() => undefined)
 }

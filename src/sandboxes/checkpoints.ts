@@ -13,6 +13,9 @@ import type { SnapshotRecord } from './snapshot-store.ts'
 /** How many children one fork may ask for. */
 export const MAX_FORK_COUNT = 20
 
+/** Before the one retry of a failed checkpoint: time for a guest to let go of a closed connection. */
+const CHECKPOINT_RETRY_DELAY_MS = 250
+
 export interface ForkFailure {
   index: number
   code: string
@@ -171,8 +174,8 @@ export class SandboxCheckpoints {
         )
       }
       const withMemory = this.requireMemory('hibernate')
-      if (withMemory) await this.opts.beforeCheckpoint?.(id)
-      await this.engine.hibernate(s.containerId, withMemory)
+      if (withMemory) await this.checkpointing(s, () => this.engine.hibernate(s.containerId, true))
+      else await this.engine.hibernate(s.containerId, false)
       s.status = 'hibernated'
       s.hibernation = withMemory ? 'memory' : 'pause'
       s.hibernatedAt = this.now()
@@ -206,18 +209,42 @@ export class SandboxCheckpoints {
     })
   }
 
+  /**
+   * Checkpoints a running sandbox's processes (`attempt`), its connections closed first, and tries once
+   * more if the engine fails: CRIU refuses a guest holding a TCP connection, and one just closed on the
+   * emulator's side can linger in a guest process that has not run yet (seen on busy machines). Logged,
+   * so a guest that keeps a connection open for good shows up beside the final error.
+   */
+  private async checkpointing<T>(s: Sandbox, attempt: () => Promise<T>): Promise<T> {
+    await this.opts.beforeCheckpoint?.(s.id)
+    try {
+      return await attempt()
+    } catch (err) {
+      if (!(err instanceof EmulatorError) || err.code !== 'engine_error') throw err
+      this.opts.log.warn(
+        { runId: s.id, containerId: s.containerId, err },
+        'checkpoint failed; closing connections again and retrying once',
+      )
+      await new Promise((r) => setTimeout(r, CHECKPOINT_RETRY_DELAY_MS))
+      await this.opts.beforeCheckpoint?.(s.id)
+      return attempt()
+    }
+  }
+
   /** Files always; memory when the engine can (else files only, or a 409 in strict mode). */
   private async capture(s: Sandbox, snapshotId: string): Promise<SnapshotRecord> {
     const hibernated = s.status === 'hibernated'
     // A paused (not checkpointed) hibernation has no memory image to copy.
     const withMemory = this.requireMemory('snapshot') && !(hibernated && s.hibernation === 'pause')
-    if (withMemory && !hibernated) await this.opts.beforeCheckpoint?.(s.id)
-    const outcome = await this.engine.snapshot(s.containerId, {
-      snapshotId,
-      artifactDir: this.opts.catalog.artifactDir(snapshotId),
-      withMemory,
-      hibernated,
-    })
+    const take = () =>
+      this.engine.snapshot(s.containerId, {
+        snapshotId,
+        artifactDir: this.opts.catalog.artifactDir(snapshotId),
+        withMemory,
+        hibernated,
+      })
+    // A hibernated sandbox's checkpoint exists already; only a running one is checkpointed now.
+    const outcome = withMemory && !hibernated ? await this.checkpointing(s, take) : await take()
     return {
       id: snapshotId,
       runId: s.id,

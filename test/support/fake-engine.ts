@@ -157,8 +157,21 @@ export class FakeEngine implements SandboxEngine {
     return this.memory
   }
 
+  /** Checkpoints (snapshots and hibernations with memory) tried, and how many of the next ones fail. */
+  checkpointAttempts = 0
+  failCheckpoints = 0
+
+  private checkpoint(): void {
+    this.checkpointAttempts++
+    if (this.failCheckpoints > 0) {
+      this.failCheckpoints--
+      throw Errors.engine('fake checkpoint failed: criu failed: type NOTIFY errno 0')
+    }
+  }
+
   async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
     await this.enter('snapshot', containerId)
+    if (request.withMemory && !request.hibernated) this.checkpoint()
     return { stored: { image: `fake-snapshot:${request.snapshotId}`, checkpointDir: null }, sizeBytes: 1 }
   }
 
@@ -175,8 +188,9 @@ export class FakeEngine implements SandboxEngine {
 
   async releaseImage(): Promise<void> {}
 
-  async hibernate(containerId: string): Promise<void> {
+  async hibernate(containerId: string, withMemory: boolean): Promise<void> {
     await this.enter('hibernate', containerId)
+    if (withMemory) this.checkpoint()
     this.hibernated.add(containerId)
   }
 

@@ -1,0 +1,51 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { FakeEngine } from './support/fake-engine.ts'
+import { buildInjectApp } from './support/inject-app.ts'
+
+const dataDir = mkdtempSync(join(tmpdir(), 'isorun-checkpoint-retry-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+const auth = { authorization: 'Bearer k1' }
+
+/**
+ * A checkpoint can fail for a moment: CRIU refuses a guest that still holds a TCP connection, and one the
+ * proxy has just closed may linger in the guest on a busy machine. The service tries once more.
+ */
+describe('a checkpoint that fails once', () => {
+  let t: ReturnType<typeof buildInjectApp>
+  let id = ''
+  beforeEach(async () => {
+    const engine = new FakeEngine()
+    engine.memory = { available: true, reason: 'fake CRIU' }
+    t = buildInjectApp(dataDir, { engine })
+    id = (await t.app.inject({ method: 'POST', url: '/v1/runs', headers: auth, payload: {} })).json().id
+  })
+  afterEach(() => t.app.close())
+  const call = (action: string, payload?: object) =>
+    t.app.inject({ method: 'POST', url: `/v1/runs/${id}/${action}`, headers: auth, payload })
+
+  it('is tried again: snapshot, fork and hibernate succeed', async () => {
+    t.engine.failCheckpoints = 1
+    expect((await call('snapshot')).statusCode).toBe(201)
+    expect(t.engine.checkpointAttempts).toBe(2)
+    t.engine.failCheckpoints = 1
+    expect((await call('fork', { count: 1 })).statusCode).toBe(201)
+    expect(t.engine.checkpointAttempts).toBe(4)
+    t.engine.failCheckpoints = 1
+    expect((await call('hibernate')).statusCode).toBe(200)
+    expect(t.engine.checkpointAttempts).toBe(6)
+  })
+
+  it('fails after the second attempt, with the engine’s reason', async () => {
+    t.engine.failCheckpoints = 2
+    const res = await call('hibernate')
+    expect(res.statusCode).toBe(500)
+    expect(res.json().error.message).toContain('criu failed')
+    expect(t.engine.checkpointAttempts).toBe(2)
+    expect((await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: auth })).json().status).toBe(
+      'running',
+    )
+  })
+})
