@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { VirtualClock } from '../src/sandboxes/clock.ts'
 import { FakeEngine } from './support/fake-engine.ts'
 import { buildInjectApp } from './support/inject-app.ts'
 
@@ -47,5 +48,40 @@ describe('a checkpoint that fails once', () => {
     expect((await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: auth })).json().status).toBe(
       'running',
     )
+  })
+})
+
+describe('a fork that outlasts its parent’s idle timeout', () => {
+  it('keeps the parent alive until its children are up, and answers with them', async () => {
+    const clock = new VirtualClock()
+    const t = buildInjectApp(dataDir, { clock })
+    try {
+      const created = await t.app.inject({
+        method: 'POST',
+        url: '/v1/runs',
+        headers: auth,
+        payload: { timeout: 5 },
+      })
+      const id = created.json().id
+      const child = t.engine.hold('restore')
+      const fork = t.app.inject({
+        method: 'POST',
+        url: `/v1/runs/${id}/fork`,
+        headers: auth,
+        payload: { count: 1 },
+      })
+      // The child takes long to start (a busy machine): the parent's 5 s pass meanwhile.
+      await child.reached
+      clock.advance(6_000)
+      await new Promise((r) => setTimeout(r, 50))
+      child.release()
+      const res = await fork
+      expect(res.statusCode, res.body).toBe(201)
+      expect(res.json().forks).toHaveLength(1)
+      const parent = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: auth })
+      expect(parent.statusCode).toBe(200)
+    } finally {
+      await t.app.close()
+    }
   })
 })

@@ -118,6 +118,10 @@ export class SandboxCheckpoints {
       this.registry.assertAlive(parent)
       return this.capture(parent, newSnapshotId())
     })
+    // The children start outside the lock: the fork counts as an operation in flight on the parent, so
+    // its idle timer cannot destroy it meanwhile (starting them took longer than a 5 s timeout on a busy
+    // machine, and the fork then answered 404 with its children made).
+    parent.inFlight++
     try {
       // A fork_partial fault (the control plane) fails the last children without starting them.
       const settled = await Promise.allSettled(
@@ -154,6 +158,7 @@ export class SandboxCheckpoints {
           : Errors.engine('fork produced no children')
       return { forks, failed }
     } finally {
+      parent.inFlight--
       // The children run on the image, so deleting the fork's snapshot drops only its checkpoint files;
       // the image goes when the last child does (the lifecycle's releaseEngineImage).
       await this.engine
