@@ -289,13 +289,23 @@ function anyValue(
   )
 }
 
+/** Percent-encodes every byte of the UTF-8 text but the unreserved ones (lone surrogates included). */
+function percentEncode(text: string): string {
+  let out = ''
+  for (const byte of Buffer.from(text, 'utf8')) {
+    const c = String.fromCharCode(byte)
+    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
+}
+
 /** A string as it may appear in a URL: encoded, raw, or half-encoded. */
 function urlPart(value: fc.Arbitrary<unknown>): fc.Arbitrary<string> {
   return fc.tuple(value, fc.constantFrom('encoded', 'encoded', 'raw', 'json')).map(([v, how]) => {
     const text = typeof v === 'string' ? v : (JSON.stringify(v) ?? '')
     if (how === 'raw') return text
-    if (how === 'json') return encodeURIComponent(JSON.stringify(v) ?? '')
-    return encodeURIComponent(text)
+    if (how === 'json') return percentEncode(JSON.stringify(v) ?? '')
+    return percentEncode(text)
   })
 }
 
