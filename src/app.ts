@@ -1,7 +1,8 @@
 import { join } from 'node:path'
 import Fastify, { type FastifyInstance, LogController } from 'fastify'
-import { HistoryStore } from './accounts/history.ts'
-import { AuditLog, loadAuditKey } from './audit/audit-log.ts'
+import { openAccountLogs } from './accounts/account-logs.ts'
+import type { HistoryStore } from './accounts/history.ts'
+import type { AuditLog } from './audit/audit-log.ts'
 import { type Capabilities, describeCapabilities } from './capabilities.ts'
 import type { Config } from './config.ts'
 import { FaultInjector } from './control/faults.ts'
@@ -119,6 +120,7 @@ export function buildApp(deps: AppDeps): App {
       blocked: (sandbox, blocked) => sandboxes.egressSources.blocked(sandbox, blocked),
     },
   })
+  const records = new SandboxStateStore(identity.dataDir, writes)
   const sandboxes = createSandboxDomain({
     engine,
     clock,
@@ -127,7 +129,7 @@ export function buildApp(deps: AppDeps): App {
     logger: app.log,
     execOutputLimit: config.execOutputLimit,
     snapshots: new SnapshotStore(identity.dataDir, writes),
-    records: new SandboxStateStore(identity.dataDir, writes),
+    records,
     pool,
     strict: config.strict,
     beforeCheckpoint: async (runId) => {
@@ -137,16 +139,15 @@ export function buildApp(deps: AppDeps): App {
     egressEnforcer: egressGateway,
   })
 
-  // The audit log listens first, so a destroy's history entry is written after its last audit entry.
-  const audit = new AuditLog(
-    identity.dataDir,
-    loadAuditKey(identity.dataDir, config.auditKey, writes),
-    () => clock.now(),
+  const { audit, history } = openAccountLogs({
+    dataDir: identity.dataDir,
+    auditKey: config.auditKey,
+    retention: config.retention,
     writes,
-  )
-  audit.follow(sandboxes.events)
-  const history = new HistoryStore(identity.dataDir, writes)
-  history.follow(sandboxes.events)
+    now: () => clock.now(),
+    isLive: (id) => records.load(id) !== undefined,
+    events: sandboxes.events,
+  })
 
   const uploadSpool = join(identity.dataDir, 'uploads')
   clearUploadSpool(uploadSpool)

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs'
 import { constants as osConstants } from 'node:os'
 import { parseArgs } from 'node:util'
-import { auditKeyFile, readAuditKeyFile } from './audit/audit-log.ts'
+import { auditKeyFile, readAuditKeyFile } from './audit/audit-key.ts'
 import { verifyAuditLog } from './audit/verify.ts'
 import { type ConfigEnv, loadConfig, SETTINGS, type Setting } from './config.ts'
 import { settingsHelp } from './config-docs.ts'
@@ -93,7 +93,11 @@ function verifyAuditCommand(args: string[]): void {
   const text = readFileSync(file === '-' ? 0 : file, 'utf8')
   const result = verifyAuditLog(text, key)
   if (result.ok) {
-    process.stdout.write(`ok: ${result.entries} entries, chain intact\n`)
+    const anchored =
+      result.firstSeq !== undefined
+        ? ` (from seq ${result.firstSeq}: the ${result.firstSeq} before it were removed by retention, anchored)`
+        : ''
+    process.stdout.write(`ok: ${result.entries} entries, chain intact${anchored}\n`)
     return
   }
   process.stdout.write(`TAMPERED at line ${result.problem?.line}: ${result.problem?.reason}\n`)

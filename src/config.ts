@@ -237,6 +237,25 @@ export const SETTINGS = {
     default: 'process',
     help: '`process`: writes reach the kernel before the answer (they survive a crash of the emulator); `fsync`: also flushed to the disk with their directory (they survive a power cut; slower) (see [durability](accounts.md))',
   },
+  // Retention: a history record goes with its sandbox's audit log.
+  historyDays: {
+    env: 'ISORUN_EMULATOR_HISTORY_DAYS',
+    schema: z.coerce.number().min(0),
+    default: '30',
+    help: "days a destroyed sandbox's history record and audit log are kept; `0`: forever",
+  },
+  historyMax: {
+    env: 'ISORUN_EMULATOR_HISTORY_MAX',
+    schema: z.coerce.number().int().min(0),
+    default: '10000',
+    help: 'history records kept (all keys together), the oldest dropped first with their audit logs; `0`: no limit',
+  },
+  auditMaxEntries: {
+    env: 'ISORUN_EMULATOR_AUDIT_MAX_ENTRIES',
+    schema: z.coerce.number().int().min(0),
+    default: '10000',
+    help: "entries kept per sandbox's audit log: beyond them the oldest give way to a signed anchor, so the rest still verifies; `0`: no limit",
+  },
   // It answers for the one running sandbox with a server on the CDP port, naming no key: hence `auto`.
   cdpDiscoveryMode: {
     env: 'ISORUN_EMULATOR_CDP_DISCOVERY',
@@ -304,7 +323,14 @@ export interface CdpDiscovery {
   why: string
 }
 
-/** Settings the app takes as one value: the prices, the pull policy, DevTools discovery (decided). */
+/** How long history and audit logs are kept (0 = no limit). */
+export interface RetentionConfig {
+  historyMaxAgeMs: number
+  historyMaxRecords: number
+  auditMaxEntries: number
+}
+
+/** Settings the app takes as one value: the prices, the pull policy, DevTools discovery (decided), retention. */
 type Combined =
   | 'priceVcpuSecondCents'
   | 'priceGibSecondCents'
@@ -312,12 +338,16 @@ type Combined =
   | 'pullRegistries'
   | 'cdpDiscoveryMode'
   | 'cdpPort'
+  | 'historyDays'
+  | 'historyMax'
+  | 'auditMaxEntries'
 
 /** The settings as the app uses them. */
 export type Config = Omit<Settings, Combined> & {
   pricing: PricingConfig
   pull: PullPolicy
   cdpDiscovery: CdpDiscovery
+  retention: RetentionConfig
 }
 
 export type ConfigEnv = Record<string, string | undefined>
@@ -335,6 +365,9 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     pullRegistries,
     cdpDiscoveryMode,
     cdpPort,
+    historyDays,
+    historyMax,
+    auditMaxEntries,
     ...rest
   } = values as Settings
   return {
@@ -342,6 +375,11 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     pricing: { vcpuSecondCents: priceVcpuSecondCents, gibSecondCents: priceGibSecondCents },
     pull: { mode: pullMode, registries: pullRegistries },
     cdpDiscovery: cdpDiscovery(cdpDiscoveryMode, rest.host, cdpPort),
+    retention: {
+      historyMaxAgeMs: Math.round(historyDays * 24 * 3600 * 1000),
+      historyMaxRecords: historyMax,
+      auditMaxEntries,
+    },
   }
 }
 

@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import type { SandboxEvents } from '../sandboxes/events.ts'
-import { appendJsonLine, readJsonLines, type WriteOptions } from '../store/files.ts'
+import { appendJsonLine, readJsonLines, type WriteOptions, writeFileAtomic } from '../store/files.ts'
 
 /**
  * A destroyed sandbox, with the same figures its destroy returned: one line of history.jsonl, whose names
@@ -24,20 +24,49 @@ export interface HistoryRecord {
   reason: string
 }
 
+/** How long history is kept: records past either limit are dropped, oldest first. 0 = no limit. */
+export interface HistoryRetention {
+  maxAgeMs: number
+  maxRecords: number
+}
+
+export interface HistoryOptions {
+  writes?: WriteOptions
+  retention?: HistoryRetention
+  now?: () => number
+  /** Called with the records retention drops (their audit logs go with them). */
+  onDrop?: (dropped: HistoryRecord[]) => void
+}
+
 /**
  * Every destroyed sandbox, API or idle timeout alike, in an append-only `<data dir>/history.jsonl`: an
- * append per destroy is all the durability it needs, and it survives any restart.
+ * append per destroy is all the durability it needs, and it survives any restart. In memory the
+ * records are indexed by key, so a key's list, usage and lookups never walk other keys' records (the
+ * dashboard asks every second). Retention drops the oldest records by age and count; the file is
+ * rewritten (atomically) once the dropped ones add up to a tenth of what is kept, and at start.
  */
 export class HistoryStore {
   private readonly file: string
-  private readonly records: HistoryRecord[]
-
+  /** Every record in the order written (oldest first), and the same records by key and by run id. */
+  private readonly records: HistoryRecord[] = []
+  private readonly byOwner = new Map<string, HistoryRecord[]>()
+  private readonly byId = new Map<string, HistoryRecord>()
   private readonly writes: WriteOptions
+  private readonly retention: HistoryRetention
+  private readonly now: () => number
+  private readonly onDrop: (dropped: HistoryRecord[]) => void
+  /** Records dropped from memory but still in the file. */
+  private droppedInFile = 0
 
-  constructor(dataDir: string, writes: WriteOptions = {}) {
+  constructor(dataDir: string, options: HistoryOptions = {}) {
     this.file = join(dataDir, 'history.jsonl')
-    this.writes = writes
-    this.records = readJsonLines<HistoryRecord>(this.file)
+    this.writes = options.writes ?? {}
+    this.retention = options.retention ?? { maxAgeMs: 0, maxRecords: 0 }
+    this.now = options.now ?? Date.now
+    this.onDrop = options.onDrop ?? (() => undefined)
+    for (const r of readJsonLines<HistoryRecord>(this.file)) this.index(r)
+    this.expire()
+    if (this.droppedInFile > 0) this.compact()
   }
 
   /** Records each 'sandbox.destroyed' event. */
@@ -67,15 +96,66 @@ export class HistoryStore {
 
   add(record: HistoryRecord): void {
     appendJsonLine(this.file, record, this.writes)
-    this.records.push(record)
+    this.index(record)
+    this.expire()
   }
 
   /** The key's destroyed sandboxes, newest first. */
   list(owner: string): HistoryRecord[] {
-    return this.records.filter((r) => r.owner === owner).reverse()
+    this.expire()
+    return [...(this.byOwner.get(owner) ?? [])].reverse()
   }
 
   get(owner: string, id: string): HistoryRecord | undefined {
-    return this.records.find((r) => r.owner === owner && r.id === id)
+    this.expire()
+    const r = this.byId.get(id)
+    return r?.owner === owner ? r : undefined
+  }
+
+  has(id: string): boolean {
+    return this.byId.has(id)
+  }
+
+  private index(r: HistoryRecord): void {
+    this.records.push(r)
+    const own = this.byOwner.get(r.owner)
+    if (own) own.push(r)
+    else this.byOwner.set(r.owner, [r])
+    this.byId.set(r.id, r)
+  }
+
+  /** Drops the records past retention from memory (the file follows in batches). */
+  private expire(): void {
+    const { maxAgeMs, maxRecords } = this.retention
+    const cutoff = maxAgeMs > 0 ? this.now() - maxAgeMs : Number.NEGATIVE_INFINITY
+    const dropped: HistoryRecord[] = []
+    for (;;) {
+      const oldest = this.records[0]
+      if (!oldest) break
+      const tooMany = maxRecords > 0 && this.records.length > maxRecords
+      if (!tooMany && !(Date.parse(oldest.destroyed_at) < cutoff)) break
+      this.records.shift()
+      this.unindex(oldest)
+      dropped.push(oldest)
+    }
+    if (dropped.length === 0) return
+    this.droppedInFile += dropped.length
+    if (this.droppedInFile >= Math.max(1, this.records.length / 10)) this.compact()
+    this.onDrop(dropped)
+  }
+
+  private unindex(r: HistoryRecord): void {
+    const own = this.byOwner.get(r.owner)
+    // Records leave in the order they came, so a key's oldest is at the head of its list.
+    if (own?.[0] === r) own.shift()
+    else if (own) own.splice(own.indexOf(r), 1)
+    if (own?.length === 0) this.byOwner.delete(r.owner)
+    if (this.byId.get(r.id) === r) this.byId.delete(r.id)
+  }
+
+  /** Rewrites the file with the records kept, atomically. */
+  private compact(): void {
+    writeFileAtomic(this.file, this.records.map((r) => `${JSON.stringify(r)}\n`).join(''), this.writes)
+    this.droppedInFile = 0
   }
 }

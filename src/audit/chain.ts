@@ -41,3 +41,23 @@ export function signEntry(key: Buffer, previousHmac: string, entry: UnsignedEntr
   mac.update(canonicalJson(entry))
   return `sha256:${mac.digest('hex')}`
 }
+
+/**
+ * The event of an anchor: the first line of a log whose oldest entries retention removed. It carries
+ * the seq and hmac of the last entry removed, so the entries kept still verify from there, and is
+ * signed under its own prefix (ANCHOR) with the same key: without the key nobody can make one, so a
+ * log cut at its head without the emulator's anchor still fails verification.
+ */
+export const ANCHOR_EVENT = 'audit.anchor'
+export const ANCHOR = 'sha256:anchor'
+
+export interface AnchorData {
+  /** How many entries precede the ones kept (seq 0 to the anchor's seq). */
+  removed_entries: number
+  /** The hmac of the last entry removed: the kept entries chain from it. */
+  chain_hmac: string
+}
+
+export function isAnchor(entry: { event?: unknown }): boolean {
+  return entry.event === ANCHOR_EVENT
+}

@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { HistoryStore } from '../../src/accounts/history.ts'
-import { AuditLog, loadAuditKey } from '../../src/audit/audit-log.ts'
+import { loadAuditKey } from '../../src/audit/audit-key.ts'
+import { AuditLog } from '../../src/audit/audit-log.ts'
 import { VirtualClock } from '../../src/sandboxes/clock.ts'
 import { createSandboxDomain, type SandboxDomain } from '../../src/sandboxes/domain.ts'
 import type { EgressEnforcer } from '../../src/sandboxes/egress-enforcer.ts'
@@ -75,7 +76,7 @@ export function buildFakeDomain(
     beforeCheckpoint: options.beforeCheckpoint,
     egressEnforcer: options.egressEnforcer,
   })
-  const audit = new AuditLog(dataDir, loadAuditKey(dataDir, undefined), () => clock.now())
+  const audit = new AuditLog(dataDir, loadAuditKey(dataDir, undefined), { now: () => clock.now() })
   audit.follow(domain.events)
   const history = new HistoryStore(dataDir)
   history.follow(domain.events)
