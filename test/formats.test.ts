@@ -121,7 +121,8 @@ describe('the audit log and history on disk', () => {
         image: 'busybox:latest',
         vcpus: 2,
         mem_mib: 512,
-        create_ms: 0,
+        // The real time the create took (never 0), so not a fixed figure: the one the record holds.
+        create_ms: s.createMs,
         created_at: created,
         destroyed_at: new Date(1_700_000_003_000).toISOString(),
         uptime_ms: 3000,
@@ -146,10 +147,12 @@ describe('the wire', () => {
         return res.body
       }
       const created = await call('POST', '/v1/runs', { image: 'busybox:latest', timeout: 60 })
-      const id = (JSON.parse(created) as { id: string }).id
+      const { id, create_ms: createMs } = JSON.parse(created) as { id: string; create_ms: number }
+      // The real time the create took, even under the virtual clock: never 0, not a fixed figure.
+      expect(createMs).toBeGreaterThan(0)
       const at = new Date(1_700_000_000_000).toISOString()
-      const run = (status: string, runId = id) =>
-        `{"id":"${runId}","status":"${status}","image":"busybox:latest","vcpus":1,"mem_mib":1024,"disk_mib":4096,"create_ms":0,"created_at":"${at}","timeout":60}`
+      const run = (status: string, runId = id, ms = createMs) =>
+        `{"id":"${runId}","status":"${status}","image":"busybox:latest","vcpus":1,"mem_mib":1024,"disk_mib":4096,"create_ms":${ms},"created_at":"${at}","timeout":60}`
       expect(created).toBe(run('running'))
       expect(await call('GET', `/v1/runs/${id}`)).toBe(run('running'))
       expect(await call('GET', '/v1/runs')).toBe(`{"runs":[${run('running')}]}`)
@@ -162,8 +165,9 @@ describe('the wire', () => {
         `{"snapshot_id":"${snapId}","id":"${snapId}","run_id":"${id}","size_bytes":1,"created_at":"${at}","memory":false}`,
       )
       const forked = await call('POST', `/v1/runs/${id}/fork`, { count: 1 })
-      const childId = (JSON.parse(forked) as { forks: { id: string }[] }).forks[0]?.id
-      expect(forked).toBe(`{"forks":[${run('running', childId)}],"failed":[]}`)
+      const child = (JSON.parse(forked) as { forks: { id: string; create_ms: number }[] }).forks[0]
+      expect(child?.create_ms).toBeGreaterThan(0)
+      expect(forked).toBe(`{"forks":[${run('running', child?.id, child?.create_ms)}],"failed":[]}`)
       expect(await call('POST', `/v1/runs/${id}/hibernate`)).toBe(run('hibernated'))
       clock.advance(1000)
       expect(await call('DELETE', `/v1/runs/${id}`)).toBe(

@@ -120,7 +120,7 @@ describeWithDocker('snapshot, restore, fork and hibernate through the real SDK',
       const snap = await parent.snapshot()
       const [kid] = track(await parent.fork(1))
       const restored = track(await isorun.restore(snap.id))
-      // Polled with list(), which is not activity on a sandbox (get() is, and would keep it alive).
+      // Polled with list(), a read: not activity (docs/api.md).
       for (const s of [restored, kid as Sandbox]) {
         const gone = await waitFor(
           async () => ((await isorun.list()).some((x) => x.id === s.id) ? undefined : true),

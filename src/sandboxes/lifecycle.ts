@@ -77,6 +77,7 @@ export class SandboxLifecycle {
   }
 
   async create(owner: string, input: CreateInput): Promise<Sandbox> {
+    const began = performance.now()
     // A pooled container cannot take credentials (a started container's environment is fixed), so a
     // sandbox with credentials is always created cold.
     const poolable = Object.keys(input.credentials).length === 0 && !input.egress
@@ -99,7 +100,7 @@ export class SandboxLifecycle {
         await this.withEgress(base, this.specFor(base, input.credentials)),
       )
     }
-    const sandbox = this.adopt(base, containerId, started)
+    const sandbox = this.adopt(base, containerId, began)
     this.opts.events.emit('sandbox.created', sandbox, {
       image: sandbox.image,
       vcpus: sandbox.vcpus,
@@ -119,6 +120,7 @@ export class SandboxLifecycle {
     record: SnapshotRecord,
     timeoutSec = record.timeoutSec,
   ): Promise<Sandbox> {
+    const began = performance.now()
     const started = this.now()
     const base = this.newSandbox(
       owner,
@@ -132,7 +134,7 @@ export class SandboxLifecycle {
     )
     base.credentialNames = record.credentialNames ?? []
     base.secrets = await secretsOf(this.engine, containerId, base.credentialNames)
-    return this.adopt(base, containerId, started)
+    return this.adopt(base, containerId, began)
   }
 
   setTimeout(owner: string, id: string, timeoutSec: number): Sandbox {
@@ -251,10 +253,15 @@ export class SandboxLifecycle {
     }
   }
 
-  /** Registers a sandbox whose container now runs, and starts its idle timer. */
-  private adopt(base: NewSandbox, containerId: string, started: number): Sandbox {
+  /**
+   * Registers a sandbox whose container now runs, and starts its idle timer. `createMs` is the real
+   * time the create took since `began` (performance.now()), whatever the clock: a warm-pool create
+   * or one under a virtual clock still took time, so it is never reported as 0.
+   */
+  private adopt(base: NewSandbox, containerId: string, began: number): Sandbox {
     const at = this.now()
-    const sandbox: Sandbox = { ...base, containerId, createMs: at - started, lastActivityAt: at }
+    const createMs = Math.max(1, Math.ceil(performance.now() - began))
+    const sandbox: Sandbox = { ...base, containerId, createMs, lastActivityAt: at }
     // On disk before the caller hears of it: a container without its record is reaped at start.
     this.opts.registry.save(sandbox)
     this.opts.registry.add(sandbox)

@@ -85,7 +85,10 @@ export class SandboxRegistry {
     if (!this.isLive(s) || s.status === 'destroying') throw Errors.runNotFound(s.id)
   }
 
-  /** Marks API activity on a sandbox, which restarts its idle timer (a hibernated one has none). */
+  /**
+   * Marks activity on a sandbox, which restarts its idle timer (a hibernated one has none): exec, files,
+   * url(port) traffic, state operations and setTimeout. Reads (get, list, audit, history) are not.
+   */
   touch(owner: string, id: string): Sandbox {
     const s = this.get(owner, id)
     s.lastActivityAt = this.clock.now()

@@ -67,12 +67,14 @@ export function runRoutes(
         openapi: {
           operationId: 'get',
           tag: 'runs',
-          summary: 'One sandbox (counts as activity for the idle timer)',
+          summary: 'One sandbox (a read: not activity for the idle timer)',
           responses: { 200: json('the sandbox', RunRecordWire) },
         },
       },
     },
-    async (request) => toRunWire(registry.touch(request.owner, request.params.id)),
+    // Reads (get, info, list, audit, history) leave the idle timer alone: a test or a dashboard that
+    // watches a sandbox must not keep it alive (docs/api.md, "What counts as activity").
+    async (request) => toRunWire(registry.get(request.owner, request.params.id)),
   )
 
   app.patch(
