@@ -63,7 +63,7 @@ export interface CapabilityFacts {
 function describeEgress(status: EgressStatus): EgressCapability {
   return {
     enforced: status.available,
-    how: 'a sandbox with a policy joins an internal Docker network (no route out, no traffic between sandboxes) whose only way out is the egress proxy; sandboxes without a policy use the usual network, unchanged',
+    how: "a sandbox with a policy joins an isolated network (no route out, no traffic between sandboxes: Docker's internal network; on Podman a bridge whose forwarding the host firewall drops) whose only way out is the egress proxy; sandboxes without a policy use the usual network, unchanged",
     proxy: status.proxy,
     network: status.network,
     proxied:
@@ -71,7 +71,7 @@ function describeEgress(status: EgressStatus): EgressCapability {
     not_proxied: 'every other packet (raw TCP, UDP, ICMP) to anywhere off the isolated network is dropped',
     ip_rules:
       'IP and CIDR rules match the address a proxied destination resolves to (on the host); they apply to proxied traffic only',
-    dns: 'inside the sandbox only /etc/hosts names (localhost, isorun-egress) resolve, plus Docker DNS names of containers on the isolated network (which it cannot reach); outside names fail after about a second (Docker DNS cannot forward off the isolated network); the proxy resolves destinations on the host',
+    dns: 'inside the sandbox only /etc/hosts names (localhost, isorun-egress) resolve, plus (on Docker) Docker DNS names of containers on the isolated network (which it cannot reach); outside names fail after about a second (no DNS server is reachable off the isolated network); the proxy resolves destinations on the host',
     host_firewall: status.host_firewall,
     note: status.note,
   }

@@ -160,8 +160,8 @@ export const SETTINGS = {
   network: {
     env: 'ISORUN_EMULATOR_NETWORK',
     schema: text.optional(),
-    shownDefault: "Docker: the emulator's own, `isorun-emulator-sandboxes`; Podman: `bridge`",
-    help: "the engine's network sandboxes without an egress policy join; Docker's default has no traffic between sandboxes (see [egress](egress.md)); one named here is used as it is (Podman's `bridge` is its `podman` network)",
+    shownDefault: "the emulator's own, `isorun-emulator-sandboxes`",
+    help: "the engine's network sandboxes without an egress policy join; the default has no traffic between sandboxes (see [egress](egress.md), [engines](engines.md)); one named here is used as it is (Podman's `bridge` is its `podman` network)",
   },
   networkProfilesFile: {
     env: 'ISORUN_EMULATOR_NETWORK_PROFILES',

@@ -38,7 +38,6 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
   )
   return PodmanEngine.connect(docker, {
     ...settings,
-    network: config.network ?? 'bridge',
     endpoint,
     imageSource,
     initPath: config.podmanInit,

@@ -3,7 +3,7 @@ import { mkdtempSync, realpathSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Isorun } from 'isorun'
+import { Isorun, IsorunError } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { resetSandboxes } from '../src/control/reset.ts'
@@ -85,6 +85,20 @@ describeOnEngine(
       expect(caps.engine).toMatchObject({ engine: 'podman', endpoint: url, remote: true })
       expect(caps.memory_state.criu).toBe(true)
       expect(caps.memory_state.reason).toMatch(/cannot check from here/)
+    })
+
+    it('refuses egress policies with a 409 saying why: the proxy and the firewall would be on the other host', async () => {
+      const err = await isorun
+        .create({ image: 'busybox:latest', network: { allow: ['allowed.test'] } })
+        .catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(IsorunError)
+      expect((err as IsorunError).status).toBe(409)
+      expect((err as IsorunError).message).toMatch(/Podman is another host's/)
+      const caps = (await (await fetch(`${server.apiUrl}/_emulator/capabilities`)).json()) as {
+        egress: { enforced: boolean; note: string }
+      }
+      expect(caps.egress).toMatchObject({ enforced: false, note: expect.stringMatching(/another host's/) })
+      expect(await isorun.list()).toEqual([])
     })
 
     it('snapshots, restores and forks with memory, and hibernates and resumes, over TCP', async () => {

@@ -9,6 +9,8 @@ import type {
   ExecOutcome,
   ExecRequest,
   FileDownload,
+  IsolatedNetwork,
+  IsolatedNetworkRequest,
   ManagedSandbox,
   MemorySupport,
   PoolSpec,
@@ -21,6 +23,7 @@ import type {
 } from '../sandboxes/engine.ts'
 import { readCgroupUsage } from './cgroup-usage.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
+import { ensureIsolatedNetwork, type IsolationFlavour, releaseIsolatedNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
@@ -226,6 +229,23 @@ export abstract class CompatEngine implements SandboxEngine {
     } catch (err) {
       throw translateDockerError(err, () => Errors.engine(dockerMessage(err)))
     }
+  }
+
+  /**
+   * The isolated network as the engine's flavour makes it, and every subnet sandboxes live on (that one
+   * and the sandbox network's), which the egress proxy never lets a policy reach.
+   */
+  protected async isolate(
+    request: IsolatedNetworkRequest,
+    flavour: IsolationFlavour,
+    sandboxSubnets: string[],
+  ): Promise<IsolatedNetwork> {
+    const isolated = await ensureIsolatedNetwork(this.docker, request, flavour)
+    return { ...isolated, sandboxSubnets: [isolated.subnet, ...sandboxSubnets] }
+  }
+
+  releaseIsolatedNetwork(instanceId: string): Promise<void> {
+    return releaseIsolatedNetwork(this.docker, instanceId)
   }
 
   async address(containerId: string): Promise<string> {

@@ -15,7 +15,7 @@ import { CompatEngine, type CompatEngineOptions, type EngineFacts } from './comp
 import { type ContainerSettings, DOCKER_SECCOMP, resolveInitBinary } from './containers.ts'
 import { detectCriu } from './criu.ts'
 import { DockerCheckpoints } from './docker-checkpoints.ts'
-import { ensureIsolatedNetwork, releaseIsolatedNetwork } from './egress-network.ts'
+import { dockerInternalNetwork } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { ensureSandboxNetwork } from './sandbox-network.ts'
 
@@ -139,13 +139,8 @@ export class DockerEngine extends CompatEngine {
     return this.checkpointing.isHibernatedWithMemory(containerId)
   }
 
-  async isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
-    const isolated = await ensureIsolatedNetwork(this.docker, request)
-    return { ...isolated, sandboxSubnets: [isolated.subnet, ...this.sandboxNetwork.subnets] }
-  }
-
-  releaseIsolatedNetwork(instanceId: string): Promise<void> {
-    return releaseIsolatedNetwork(this.docker, instanceId)
+  isolatedNetwork(request: IsolatedNetworkRequest): Promise<IsolatedNetwork> {
+    return this.isolate(request, dockerInternalNetwork(this.docker), this.sandboxNetwork.subnets)
   }
 }
 

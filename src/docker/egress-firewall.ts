@@ -10,6 +10,10 @@ const run = promisify(execFile)
  * from INPUT for the network's bridge, lets in only the egress proxy's port on the gateway address and
  * replies to connections the host opened (url(port)), and rejects the rest at once.
  *
+ * A network that does not drop forwarded traffic itself (Podman's bridges route out) also gets two
+ * FORWARD rules dropping everything in or out of its bridge: nothing leaves, and with the bridge's
+ * netfilter hook (which Docker turns on) sandboxes on it cannot reach each other either.
+ *
  * Needs root and `iptables` (the same tool Docker drives); without them the emulator says so
  * (capabilities, a warning) and sandboxes can reach host services on all interfaces.
  */
@@ -18,6 +22,16 @@ export interface FirewallTarget {
   chain: string
   gateway: string
   port: number
+  /** Also drop everything forwarded to or from the bridge. */
+  dropForwarded: boolean
+}
+
+/** The FORWARD rules of a bridge whose network forwards on its own. */
+function forwardRules(bridge: string): string[][] {
+  return [
+    ['FORWARD', '-i', bridge, '-j', 'DROP'],
+    ['FORWARD', '-o', bridge, '-j', 'DROP'],
+  ]
 }
 
 export interface FirewallOutcome {
@@ -47,24 +61,46 @@ export async function applyHostFirewall(t: FirewallTarget): Promise<FirewallOutc
     await iptables('-A', t.chain, '-j', 'REJECT')
     const jump = ['INPUT', '-i', t.bridge, '-j', t.chain]
     await iptables('-C', ...jump).catch(() => iptables('-I', ...jump))
+    if (t.dropForwarded) {
+      for (const rule of forwardRules(t.bridge))
+        await iptables('-C', ...rule).catch(() => iptables('-I', ...rule))
+    }
     return {
       applied: true,
-      note: `iptables chain ${t.chain}: of the host, only ${t.gateway}:${t.port} (the egress proxy) is reachable`,
+      note:
+        `iptables chain ${t.chain}: of the host, only ${t.gateway}:${t.port} (the egress proxy) is reachable` +
+        (t.dropForwarded ? `; FORWARD drops everything to and from ${t.bridge}` : ''),
     }
   } catch (err) {
     return { applied: false, note: `host firewall not applied (${firstLine(err)})` }
   }
 }
 
-/** Removes the jump and the chain; what is already gone is fine. */
+/**
+ * Turns traffic between the containers of one bridge off, as Docker's `enable_icc=false` does, for a
+ * network whose engine has no such option (Podman): one FORWARD rule, made once and kept.
+ */
+export async function dropBetweenMembers(bridge: string): Promise<FirewallOutcome> {
+  const rule = ['FORWARD', '-i', bridge, '-o', bridge, '-j', 'DROP']
+  try {
+    await iptables('-C', ...rule).catch(() => iptables('-I', ...rule))
+    return { applied: true, note: `iptables: FORWARD -i ${bridge} -o ${bridge} -j DROP` }
+  } catch (err) {
+    return { applied: false, note: `the rule that keeps them apart was not applied (${firstLine(err)})` }
+  }
+}
+
+/** Removes the jump, the FORWARD rules and the chain; what is already gone (or never was) is fine. */
 export async function removeHostFirewall(bridge: string, chain: string): Promise<void> {
-  // A jump may have been added twice by racing emulators; remove until none is left.
-  for (let i = 0; i < 5; i++) {
-    const removed = await iptables('-D', 'INPUT', '-i', bridge, '-j', chain).then(
-      () => true,
-      () => false,
-    )
-    if (!removed) break
+  // A rule may have been added twice by racing emulators; remove until none is left.
+  for (const rule of [['INPUT', '-i', bridge, '-j', chain], ...forwardRules(bridge)]) {
+    for (let i = 0; i < 5; i++) {
+      const removed = await iptables('-D', ...rule).then(
+        () => true,
+        () => false,
+      )
+      if (!removed) break
+    }
   }
   await iptables('-F', chain).catch(() => {})
   await iptables('-X', chain).catch(() => {})

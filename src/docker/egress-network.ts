@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import type Docker from 'dockerode'
-import { Errors } from '../errors.ts'
+import { EmulatorError, Errors } from '../errors.ts'
 import type { EgressAttachment, IsolatedNetwork, IsolatedNetworkRequest } from '../sandboxes/engine.ts'
 import { FS_VIEW, FS_VIEW_LABEL, sameFilesystemView } from '../sandboxes/fs-view.ts'
 import { applyHostFirewall, removeHostFirewall } from './egress-firewall.ts'
@@ -21,7 +21,13 @@ const NET_LABEL = {
  * a restart finds its own again. The bridge and the firewall chain get short names derived from the
  * instance id (Linux allows 15 characters for an interface, iptables 28 for a chain).
  */
-function names(instanceId: string) {
+export interface EgressNames {
+  network: string
+  bridge: string
+  chain: string
+}
+
+function names(instanceId: string): EgressNames {
   const short = instanceId.slice(0, 12)
   return {
     network: `isorun-emulator-egress-${instanceId}`,
@@ -31,36 +37,66 @@ function names(instanceId: string) {
 }
 
 /**
- * A Docker `internal` bridge network: no route out (Docker drops forwarded traffic to and from other
- * networks), inter-container traffic off (sandboxes on it cannot reach each other), IPv4 only. The
- * host firewall (egress-firewall.ts) closes the host's own ports to it, but the proxy's.
+ * How an engine makes the isolated network: a bridge named `names.bridge`, carrying `labels`. A 409
+ * (made meanwhile by another call of this instance) is fine. `dropsForwarded`: the network itself
+ * forwards nothing to or from other networks; otherwise the host firewall drops it.
+ */
+export interface IsolationFlavour {
+  create(names: EgressNames, labels: Record<string, string>): Promise<void>
+  dropsForwarded: boolean
+  /**
+   * Makes sure the bridge exists with the gateway address on it, where the egress proxy listens, for an
+   * engine that makes it only when a first container joins (Podman's CNI); undefined when the engine
+   * makes it with the network (Docker).
+   */
+  ensureBridge?(bridge: string, gateway: string, subnet: string): Promise<void>
+}
+
+/**
+ * Docker's `internal` bridge network: no route out (Docker drops forwarded traffic to and from other
+ * networks), inter-container traffic off (sandboxes on it cannot reach each other), IPv4 only.
+ */
+export function dockerInternalNetwork(docker: Docker): IsolationFlavour {
+  return {
+    dropsForwarded: true,
+    async create(n, labels) {
+      await docker.createNetwork({
+        Name: n.network,
+        Driver: 'bridge',
+        Internal: true,
+        CheckDuplicate: true,
+        Labels: labels,
+        Options: {
+          'com.docker.network.bridge.name': n.bridge,
+          'com.docker.network.bridge.enable_icc': 'false',
+        },
+      })
+    },
+  }
+}
+
+/**
+ * The isolated network, made by the engine's flavour, and the host firewall (egress-firewall.ts), which
+ * closes the host's own ports to it but the proxy's (and, where the network does not, drops everything
+ * it would forward).
  */
 export async function ensureIsolatedNetwork(
   docker: Docker,
   request: IsolatedNetworkRequest,
+  flavour: IsolationFlavour = dockerInternalNetwork(docker),
 ): Promise<Omit<IsolatedNetwork, 'sandboxSubnets'>> {
   await reapOrphanNetworks(docker)
   const n = names(request.instanceId)
   let info = await inspect(docker, n.network)
   if (!info) {
     try {
-      await docker.createNetwork({
-        Name: n.network,
-        Driver: 'bridge',
-        Internal: true,
-        CheckDuplicate: true,
-        Labels: {
-          [NET_LABEL.app]: '1',
-          [NET_LABEL.instance]: request.instanceId,
-          [NET_LABEL.dataDir]: request.dataDir,
-          [FS_VIEW_LABEL]: FS_VIEW,
-          [NET_LABEL.bridge]: n.bridge,
-          [NET_LABEL.chain]: n.chain,
-        },
-        Options: {
-          'com.docker.network.bridge.name': n.bridge,
-          'com.docker.network.bridge.enable_icc': 'false',
-        },
+      await flavour.create(n, {
+        [NET_LABEL.app]: '1',
+        [NET_LABEL.instance]: request.instanceId,
+        [NET_LABEL.dataDir]: request.dataDir,
+        [FS_VIEW_LABEL]: FS_VIEW,
+        [NET_LABEL.bridge]: n.bridge,
+        [NET_LABEL.chain]: n.chain,
       })
     } catch (err) {
       // 409: created meanwhile (another call of this instance); use it.
@@ -75,12 +111,23 @@ export async function ensureIsolatedNetwork(
     throw Errors.engine(`the isolated network ${n.network} has no IPv4 gateway`)
   }
   const bridge = info.Options?.['com.docker.network.bridge.name'] ?? n.bridge
+  await flavour.ensureBridge?.(bridge, ipam.Gateway, ipam.Subnet)
   const firewall = await applyHostFirewall({
     bridge,
     chain: n.chain,
     gateway: ipam.Gateway,
     port: request.proxyPort,
+    dropForwarded: !flavour.dropsForwarded,
   })
+  if (!flavour.dropsForwarded && !firewall.applied) {
+    // Without its firewall such a network routes out: a policy would be recorded but not enforced.
+    await removeIfUnused(docker, info)
+    throw new EmulatorError(
+      'capability_unavailable',
+      409,
+      `egress policies cannot be enforced: this engine's network routes out and the host firewall that would stop it could not be applied (${firewall.note})`,
+    )
+  }
   return {
     name: n.network,
     gateway: ipam.Gateway,

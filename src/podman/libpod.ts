@@ -113,8 +113,33 @@ export class Libpod {
     return body.Id
   }
 
-  private async json<T>(method: string, path: string, query: Record<string, string> = {}): Promise<T> {
-    const res = await this.send(method, path, query)
+  /** Creates a network (libpod's create, which names the bridge: the compatible one ignores that). */
+  async createNetwork(spec: {
+    name: string
+    networkInterface: string
+    internal: boolean
+    labels: Record<string, string>
+  }): Promise<void> {
+    const body = Buffer.from(
+      JSON.stringify({
+        name: spec.name,
+        driver: 'bridge',
+        network_interface: spec.networkInterface,
+        internal: spec.internal,
+        dns_enabled: false,
+        labels: spec.labels,
+      }),
+    )
+    await this.json('POST', '/networks/create', {}, body)
+  }
+
+  private async json<T>(
+    method: string,
+    path: string,
+    query: Record<string, string> = {},
+    payload?: Buffer,
+  ): Promise<T> {
+    const res = await this.send(method, path, query, payload)
     const body = await readJson<T>(res)
     if ((res.statusCode ?? 0) >= 300) throw errorFrom(res.statusCode ?? 0, body)
     return body as T
@@ -124,7 +149,7 @@ export class Libpod {
     method: string,
     path: string,
     query: Record<string, string>,
-    body?: Readable,
+    body?: Readable | Buffer,
   ): Promise<IncomingMessage> {
     const qs = new URLSearchParams(query).toString()
     const target =
@@ -137,13 +162,15 @@ export class Libpod {
           ...target,
           method,
           path: `${API}${path}${qs ? `?${qs}` : ''}`,
-          headers: body ? { 'content-type': 'application/x-tar' } : {},
+          headers: body
+            ? { 'content-type': Buffer.isBuffer(body) ? 'application/json' : 'application/x-tar' }
+            : {},
         },
         resolve,
       )
       req.once('error', reject)
-      if (!body) {
-        req.end()
+      if (!body || Buffer.isBuffer(body)) {
+        req.end(body)
         return
       }
       body.once('error', (err) => req.destroy(err))

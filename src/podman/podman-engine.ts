@@ -2,23 +2,31 @@ import type Docker from 'dockerode'
 import { CompatEngine, type CompatEngineOptions, type EngineFacts } from '../docker/compat-engine.ts'
 import { type ContainerSettings, resolveInitBinary } from '../docker/containers.ts'
 import { probeCriu } from '../docker/criu.ts'
+import type { IsolationFlavour } from '../docker/egress-network.ts'
 import { dockerMessage, translateDockerError } from '../docker/errors.ts'
 import { Errors } from '../errors.ts'
 import type { ImageReference } from '../images/reference.ts'
 import type {
   EngineInfo,
+  IsolatedNetwork,
+  IsolatedNetworkRequest,
   MemorySupport,
+  SandboxNetwork,
   SandboxSpec,
   SnapshotOutcome,
   SnapshotRequest,
   StoredSnapshot,
 } from '../sandboxes/engine.ts'
 import type { PodmanEndpoint } from './endpoint.ts'
+import { ensureHostBridge } from './host-bridge.ts'
 import { importFromDocker } from './image-import.ts'
 import { Libpod, type LibpodInfo } from './libpod.ts'
 import { PodmanCheckpoints } from './podman-checkpoints.ts'
+import { ensurePodmanSandboxNetwork } from './sandbox-network.ts'
 
-export interface PodmanEngineOptions extends CompatEngineOptions {
+export interface PodmanEngineOptions extends Omit<CompatEngineOptions, 'network'> {
+  /** ISORUN_EMULATOR_NETWORK; undefined: the emulator's own, with no traffic between sandboxes. */
+  network: string | undefined
   endpoint: PodmanEndpoint
   /**
    * The local Docker engine, where an image missing from Podman's store is looked for (and imported:
@@ -35,6 +43,7 @@ export interface PodmanEngineOptions extends CompatEngineOptions {
 interface Probed extends EngineFacts {
   memory: MemorySupport
   initPath: string | undefined
+  network: SandboxNetwork
 }
 
 /** Where Podman looks for its init by default (containers.conf's init_path). */
@@ -57,8 +66,10 @@ export class PodmanEngine extends CompatEngine {
   private readonly log: PodmanEngineOptions['log']
   private readonly memory: MemorySupport
   private readonly initPath: string | undefined
-  readonly isolationUnavailable =
-    "Podman's internal networks give the host no address on them, where the egress proxy would listen"
+  private readonly sandboxNetwork: SandboxNetwork
+  /** Only where the engine's host is this one: the egress proxy listens on its bridge, and its firewall. */
+  readonly isolatedNetwork?: (request: IsolatedNetworkRequest) => Promise<IsolatedNetwork>
+  readonly isolationUnavailable?: string
 
   /** Throws engine_unavailable when Podman's API service cannot be reached. */
   static async connect(docker: Docker, opts: PodmanEngineOptions): Promise<PodmanEngine> {
@@ -66,19 +77,32 @@ export class PodmanEngine extends CompatEngine {
     const local = isLocal(opts.endpoint)
     try {
       const { host } = await libpod.info()
-      return new PodmanEngine(docker, libpod, opts, {
-        hostCpus: host.cpus ?? 1,
-        cgroupVersion: host.cgroupVersion === 'v2' ? '2' : '1',
-        memory: await probeMemory(opts.criu, host, local),
-        initPath: opts.initPath ?? (local ? await resolveInitBinary(PODMAN_INIT) : undefined),
-      })
+      const network = await ensurePodmanSandboxNetwork(docker, libpod, opts.network, local)
+      return new PodmanEngine(
+        docker,
+        libpod,
+        { ...opts, network: network.name },
+        {
+          hostCpus: host.cpus ?? 1,
+          cgroupVersion: host.cgroupVersion === 'v2' ? '2' : '1',
+          memory: await probeMemory(opts.criu, host, local),
+          initPath: opts.initPath ?? (local ? await resolveInitBinary(PODMAN_INIT) : undefined),
+          network,
+        },
+      )
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
     }
   }
 
-  private constructor(docker: Docker, libpod: Libpod, opts: PodmanEngineOptions, probed: Probed) {
+  private constructor(
+    docker: Docker,
+    libpod: Libpod,
+    opts: PodmanEngineOptions & { network: string },
+    probed: Probed,
+  ) {
     super(docker, opts, probed)
+    this.sandboxNetwork = probed.network
     this.endpoint = opts.endpoint
     this.libpod = libpod
     this.imageSource = opts.imageSource
@@ -86,6 +110,13 @@ export class PodmanEngine extends CompatEngine {
     this.memory = probed.memory
     this.initPath = probed.initPath
     this.checkpointing = new PodmanCheckpoints(docker, libpod)
+    if (isLocal(opts.endpoint)) {
+      this.isolatedNetwork = (request) =>
+        this.isolate(request, podmanBridge(libpod), this.sandboxNetwork.subnets)
+    } else {
+      this.isolationUnavailable =
+        "Podman is another host's: the egress proxy must listen on its bridge, and its firewall must close the rest"
+    }
   }
 
   async info(): Promise<EngineInfo> {
@@ -105,6 +136,7 @@ export class PodmanEngine extends CompatEngine {
         rootDir: info.store.graphRoot ?? '',
         endpoint: this.endpoint.url,
         remote: !isLocal(this.endpoint),
+        sandboxNetwork: this.sandboxNetwork,
       }
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))
@@ -160,6 +192,20 @@ export class PodmanEngine extends CompatEngine {
 
   protected isCheckpointed(containerId: string): Promise<boolean> {
     return this.checkpointing.isHibernatedWithMemory(containerId)
+  }
+}
+
+/**
+ * A Podman bridge: not `internal` (which would give the host no address on it, where the egress proxy
+ * listens), so it routes out, and the host firewall drops everything it would forward. Its bridge is
+ * made before any sandbox joins (host-bridge.ts), so the proxy can listen on it first.
+ */
+function podmanBridge(libpod: Libpod): IsolationFlavour {
+  return {
+    dropsForwarded: false,
+    create: (n, labels) =>
+      libpod.createNetwork({ name: n.network, networkInterface: n.bridge, internal: false, labels }),
+    ensureBridge: ensureHostBridge,
   }
 }
 
