@@ -123,9 +123,18 @@ describeWithDocker('sandbox lifecycle through the real SDK', () => {
   describe('idle timeout', () => {
     it('destroys a sandbox that sees no API activity for its timeout', async () => {
       const s = track(await isorun.create({ image: 'busybox:latest', timeoutSec: 1 }))
-      const gone = await waitFor(async () => ((await containerOf(s.id)) ? undefined : true), 10_000)
-      expect(gone).toBe(true)
-      expect(await isorun.get(s.id)).toBeNull()
+      // Polled with list(), which is not activity (get() is, and would keep it alive), until the destroy
+      // has begun; then until it is done: the container can leave the engine's listing a moment before
+      // the engine's remove call returns and the sandbox is forgotten (Podman tears its network down).
+      const destroying = await waitFor(
+        async () => ((await isorun.list()).some((x) => x.id === s.id) ? undefined : true),
+        10_000,
+      )
+      expect(destroying).toBe(true)
+      expect(await waitFor(async () => ((await isorun.get(s.id)) === null ? true : undefined), 10_000)).toBe(
+        true,
+      )
+      expect(await containerOf(s.id)).toBeUndefined()
     })
 
     it('setTimeout resets the timer, activity keeps a sandbox alive, and 0 disables auto-destroy', async () => {
