@@ -6,6 +6,7 @@ import legacyPuppeteer from 'puppeteer-core-legacy'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../src/config.ts'
 import { type StartedEmulator, startEmulator } from '../src/testing.ts'
+import { engineEnv } from './support/engine.ts'
 import { startGuest } from './support/guest.ts'
 import { buildInjectApp } from './support/inject-app.ts'
 import { describeWithDocker } from './support/sdk.ts'
@@ -26,7 +27,7 @@ describeWithDocker(
     let publicHost: string
 
     beforeAll(async () => {
-      emu = await startEmulator()
+      emu = await startEmulator({ env: engineEnv() })
       isorun = new Isorun({ apiUrl: emu.apiUrl, apiKey: emu.apiKey })
       publicHost = new URL(emu.apiUrl).host
     })

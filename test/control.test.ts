@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { Isorun, type IsorunError } from 'isorun'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type StartedEmulator, startEmulator } from '../src/testing.ts'
+import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, waitFor } from './support/sdk.ts'
 
 const statusOf = (p: Promise<unknown>) => p.then(() => 200).catch((e: IsorunError) => e.status)
@@ -11,7 +12,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
   let emu: StartedEmulator
   let isorun: Isorun
   beforeAll(async () => {
-    emu = await startEmulator({ clock: 'virtual' })
+    emu = await startEmulator({ clock: 'virtual', env: engineEnv() })
     isorun = new Isorun({ apiUrl: emu.apiUrl, apiKey: emu.apiKey })
   })
   afterAll(async () => {
@@ -49,7 +50,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
         body: JSON.stringify({ seconds: 60 }),
       })
       expect((await clockNow(res)) - before).toBe(60_000)
-      const real = await startEmulator()
+      const real = await startEmulator({ env: engineEnv() })
       try {
         const refused = await fetch(`${real.apiUrl}/_emulator/clock/advance`, {
           method: 'POST',
@@ -192,7 +193,9 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
   })
 
   it('guards the control plane with --admin-token', async () => {
-    const guarded = await startEmulator({ env: { ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-secret' } })
+    const guarded = await startEmulator({
+      env: { ...engineEnv(), ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-secret' },
+    })
     try {
       expect((await fetch(`${guarded.apiUrl}/_emulator/faults`)).status).toBe(401)
       const ok = await fetch(`${guarded.apiUrl}/_emulator/faults`, {

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { Isorun, type IsorunError } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { type StartedEmulator, startEmulator } from '../src/testing.ts'
+import { engineEnv } from './support/engine.ts'
 import { describeWithDocker, docker } from './support/sdk.ts'
 
 describeWithDocker('--seed and --init: a prepared starting state that reset returns to', () => {
@@ -28,7 +29,11 @@ describeWithDocker('--seed and --init: a prepared starting state that reset retu
     writeFileSync(join(dir, 'init', '20-not-a-script.txt'), 'ignored')
     chmodSync(join(dir, 'init', '10-marker.sh'), 0o644)
     emu = await startEmulator({
-      env: { ISORUN_EMULATOR_SEED: join(dir, 'seed.json'), ISORUN_EMULATOR_INIT: join(dir, 'init') },
+      env: {
+        ...engineEnv(),
+        ISORUN_EMULATOR_SEED: join(dir, 'seed.json'),
+        ISORUN_EMULATOR_INIT: join(dir, 'init'),
+      },
     })
   })
   afterAll(async () => {
