@@ -1,5 +1,6 @@
 import type { Config } from './config.ts'
 import type { EgressStatus } from './egress/gateway.ts'
+import { type AbilityTable, ENGINE_ABILITIES } from './engine-abilities.ts'
 import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
 
 /**
@@ -8,6 +9,8 @@ import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
  */
 export interface Capabilities {
   engine: EngineInfo | null
+  /** What each engine can do on this host and on another (this one's case: `engine` and the rest). */
+  engines: AbilityTable
   limits: {
     cpu: boolean
     memory: boolean
@@ -85,6 +88,7 @@ export function describeCapabilities({
 }: CapabilityFacts): Capabilities {
   return {
     engine,
+    engines: ENGINE_ABILITIES,
     limits: {
       cpu: true,
       memory: true,

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Isorun, IsorunError } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+import type { Capabilities } from '../src/capabilities.ts'
 import { loadConfig } from '../src/config.ts'
 import { resetSandboxes } from '../src/control/reset.ts'
+import { says } from '../src/engine-abilities.ts'
 import { parsePodmanUrl, podmanDockerClient } from '../src/podman/endpoint.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { type RunningServer, startServer } from '../src/server.ts'
@@ -78,13 +80,15 @@ describeOnEngine(
     })
 
     it('names the engine and where it is, and says why memory checkpoints are not verified from here', async () => {
-      const caps = (await (await fetch(`${server.apiUrl}/_emulator/capabilities`)).json()) as {
-        engine: { engine: string; endpoint: string; remote: boolean }
-        memory_state: { criu: boolean; reason: string }
-      }
+      const caps = (await (await fetch(`${server.apiUrl}/_emulator/capabilities`)).json()) as Capabilities
       expect(caps.engine).toMatchObject({ engine: 'podman', endpoint: url, remote: true })
       expect(caps.memory_state.criu).toBe(true)
       expect(caps.memory_state.reason).toMatch(/cannot check from here/)
+      // The table's remote Podman column says what this emulator really does.
+      const there = caps.engines.podman.remote
+      expect(says(there.memory_snapshots)).toBe(true)
+      expect(says(there.egress_policies)).toBe(caps.egress.enforced)
+      expect(says(there.sandboxes_apart)).toBe(caps.engine?.sandboxNetwork?.isolated)
     })
 
     it('refuses egress policies with a 409 saying why: the proxy and the firewall would be on the other host', async () => {
