@@ -2,8 +2,10 @@
  * `npm run bench:engines`: the same work through the real SDK on one emulator per engine (Docker and
  * Podman, each its own process), in alternating rounds so both see the same machine noise: create,
  * exec, snapshot, restore, fork(5), hibernate and resume of a sandbox running a counting shell loop (so
- * there is memory to carry). Prints a table of medians and 90th percentiles.
+ * there is memory to carry). Prints a table of medians and 90th percentiles, and the machine's load
+ * average before and after (the figures mean little without it on a shared machine).
  */
+import { loadavg } from 'node:os'
 import { Isorun } from 'isorun'
 import { startEmulatorProcess } from './emulator-process.ts'
 import { median, percentile, timed } from './stats.ts'
@@ -53,7 +55,13 @@ async function round(isorun: Isorun, add: (op: (typeof OPS)[number], ms: number)
   await isorun.deleteSnapshot(snap.id)
 }
 
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(', ')
+
 async function main() {
+  const loadBefore = load()
   const emulators = await Promise.all(
     ENGINES.map(async (engine) => {
       const { apiUrl, child } = await startEmulatorProcess(['--pool', '0', '--engine', engine])
@@ -90,6 +98,7 @@ async function main() {
     xs?.length ? Math.round(percentile(xs, p)) : Number.NaN
   const lines = [
     `${ROUNDS} rounds, image ${IMAGE}, a counting shell loop in memory; ms, p50 (p90)`,
+    `load average (1, 5, 15 min): ${loadBefore} before, ${load()} after`,
     '',
     '| operation | docker | podman | podman / docker |',
     '| --- | ---: | ---: | ---: |',
