@@ -16,7 +16,9 @@ import { requireApiKey } from './http/auth.ts'
 import { answerClientError, limitHeadTime } from './http/client-errors.ts'
 import { journalSecrets, registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
+import { EmulatorNames } from './http/host-names.ts'
 import { openApiFromRoutes } from './http/openapi.ts'
+import { RequestGuard } from './http/request-guard.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
 import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
 import { checkpointRoutes } from './http/routes/checkpoints.ts'
@@ -158,6 +160,8 @@ export function buildApp(deps: AppDeps): App {
   const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, sandboxes, app.log)
   const faults = new FaultInjector()
   const journal = new RequestJournal({ secretsOf: journalSecrets(sandboxes.registry) })
+  const guard = new RequestGuard(new EmulatorNames(config.host, config.allowedHosts))
+  guard.register(app)
   registerControlHooks(app, faults, journal)
   app.register(
     async (v1) => {
@@ -196,8 +200,8 @@ export function buildApp(deps: AppDeps): App {
   app.register(async (guest) => proxyRoutes(guest, targets, proxy), { prefix: '/v1' })
   // The same proxy for DevTools clients that drop url(port)'s prefix (see cdp-discovery.ts).
   app.register(async (cdp) => cdpDiscoveryRoutes(cdp, targets, proxy, config.cdpDiscovery))
-  proxyUpgrades(app.server, targets, proxy, app.log, faults)
-  if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(targets, faults, journal))
+  proxyUpgrades(app.server, targets, proxy, app.log, faults, guard)
+  if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(targets, faults, journal, guard))
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
   app.addHook('preClose', async () => proxy.close())
   app.addHook('onClose', async () => {

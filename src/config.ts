@@ -209,7 +209,21 @@ export const SETTINGS = {
     env: 'ISORUN_EMULATOR_ADMIN_TOKEN',
     schema: text.optional(),
     flag: { name: 'admin-token', arg: 'T' },
-    help: 'bearer token the `/_emulator` control plane (faults, clock, reset, requests) requires; unset: open',
+    help: 'bearer token the `/_emulator` control plane (faults, clock, reset, requests) requires; unset: open to loopback peers only, and `--host` must be loopback (see [security](security.md))',
+  },
+  // Checked against the Host header of every request, so a DNS-rebinding page (a name of its own that
+  // resolves to this machine) reaches nothing.
+  allowedHosts: {
+    env: 'ISORUN_EMULATOR_ALLOWED_HOSTS',
+    schema: z.string().transform((s) =>
+      s
+        .split(',')
+        .map((h) => h.trim().toLowerCase())
+        .filter(Boolean),
+    ),
+    default: '',
+    shownDefault: 'none',
+    help: "more names clients may use in the Host header, comma-separated, beside `localhost`, IP addresses, this machine's host name and `--host`; `*`: any name (no DNS-rebinding guard)",
   },
   seedFile: {
     env: 'ISORUN_EMULATOR_SEED',
@@ -370,6 +384,13 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     auditMaxEntries,
     ...rest
   } = values as Settings
+  if (!isLoopbackHost(rest.host) && !rest.adminToken) {
+    // The control plane resets every tenant and reads the request journal: beyond loopback, it must not
+    // be open to whoever can reach the port (sandboxes included).
+    throw new Error(
+      `invalid configuration: ISORUN_EMULATOR_HOST=${rest.host} listens beyond loopback, where the control plane (/_emulator) would be open to the network; set ISORUN_EMULATOR_ADMIN_TOKEN (--admin-token), or listen on localhost`,
+    )
+  }
   return {
     ...rest,
     pricing: { vcpuSecondCents: priceVcpuSecondCents, gibSecondCents: priceGibSecondCents },

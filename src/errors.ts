@@ -52,6 +52,16 @@ export const Errors = {
   headTooLarge: (why: string) =>
     new EmulatorError('headers_too_large', 431, `request head too large: ${why}`),
   unauthorized: (why: string) => new EmulatorError('unauthorized', 401, why),
+  forbidden: (why: string) => new EmulatorError('forbidden', 403, why),
+  /** A Host header naming none of the emulator's names: a DNS-rebinding page, or a name to allow. */
+  foreignHost: (host: string) =>
+    new EmulatorError(
+      'forbidden',
+      403,
+      `Host ${JSON.stringify(host)} is not a name of this emulator (refused as DNS rebinding); add it to ISORUN_EMULATOR_ALLOWED_HOSTS if clients really use it`,
+      { host },
+    ),
+  unsupportedMediaType: (why: string) => new EmulatorError('unsupported_media_type', 415, why),
   validation: (field: string, problem: string) =>
     new EmulatorError('validation_failed', 400, `${field}: ${problem}`, { field }),
   runNotFound: (id: string) => new EmulatorError('not_found', 404, `sandbox ${id} not found`, { id }),

@@ -122,7 +122,9 @@ describeWithDocker(
 
 describe('root DevTools discovery settings', () => {
   it('is on for a loopback emulator by default, off beyond loopback, and as set when set', () => {
-    const on = (env: Record<string, string>) => loadConfig(env).cdpDiscovery.enabled
+    // Beyond loopback needs an admin token (test/control-plane.test.ts).
+    const on = (env: Record<string, string>) =>
+      loadConfig({ ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-token', ...env }).cdpDiscovery.enabled
     expect(on({})).toBe(true)
     expect(on({ ISORUN_EMULATOR_HOST: '127.0.0.1' })).toBe(true)
     expect(on({ ISORUN_EMULATOR_HOST: '::1' })).toBe(true)

@@ -98,7 +98,8 @@ describe('loopback', () => {
     }
     expect(['0.0.0.0', '::', '[::]', '0:0:0:0:0:0:0:0'].every(isWildcardHost)).toBe(true)
     expect(['::1', '127.0.0.1', '0', 'localhost'].some(isWildcardHost)).toBe(false)
-    expect(loadConfig({ ISORUN_EMULATOR_HOST: '::' }).cdpDiscovery.enabled).toBe(false)
+    const beyond = { ISORUN_EMULATOR_HOST: '::', ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-token' }
+    expect(loadConfig(beyond).cdpDiscovery.enabled).toBe(false)
   })
 
   // The printed URL (ISORUN_API_URL) must reach the server from this machine, whatever it listens on.
@@ -113,6 +114,8 @@ describe('loopback', () => {
           ISORUN_EMULATOR_DATA_DIR: dataDir,
           ISORUN_EMULATOR_LOG_LEVEL: 'silent',
           ISORUN_EMULATOR_POOL: '0',
+          // Listening beyond loopback needs one (test/control-plane.test.ts).
+          ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-token',
         }),
         { engine: new FakeEngine() },
       )

@@ -146,7 +146,9 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
         faults: { id: string }[]
       }
       expect(listed.faults.map((f) => f.id)).toContain(id)
-      expect((await fetch(`${emu.apiUrl}/_emulator/faults/${id}`, { method: 'DELETE' })).status).toBe(200)
+      const json = { 'content-type': 'application/json' }
+      const deleted = await fetch(`${emu.apiUrl}/_emulator/faults/${id}`, { method: 'DELETE', headers: json })
+      expect(deleted.status).toBe(200)
       expect(await statusOf(isorun.usage())).toBe(200)
     })
   })

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -21,6 +22,15 @@ import {
 } from './support/sdk.ts'
 
 const run = promisify(execFile)
+
+/** A TCP port free on both loopbacks now (the containerised emulator takes it on the host's network). */
+async function freePort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '::1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
 const repoRoot = join(import.meta.dirname, '..')
 
 /**
@@ -54,29 +64,27 @@ describeOnEngine(
         maxBuffer: 16 * 1024 * 1024,
       })
       const rootDir = (await docker.info()).DockerRootDir as string
-      // README's command, with this run's names, a temp data dir, any free ports, and no warm pool.
+      const port = await freePort()
+      // docs/docker.md's command, with this run's names, a temp data dir, a free port, and no warm pool.
       await run('docker', [
         'run',
         '-d',
         '--name',
         name,
+        '--network',
+        'host',
         '-v',
         '/var/run/docker.sock:/var/run/docker.sock',
         '-v',
         `${rootDir}:${rootDir}`,
         '-v',
         `${dataDir}:/data`,
-        '-p',
-        '127.0.0.1::8731',
-        '-p',
-        '[::1]::8731',
+        '-e',
+        `ISORUN_EMULATOR_PORT=${port}`,
         '-e',
         'ISORUN_EMULATOR_POOL=0',
         tag,
       ])
-      const { stdout } = await run('docker', ['port', name, '8731/tcp'])
-      const port = /\[::1\]:(\d+)/.exec(stdout)?.[1]
-      expect(port, `docker port printed: ${stdout}`).toBeDefined()
       apiUrl = `http://[::1]:${port}`
       const healthy = await waitFor(
         async () =>
@@ -116,14 +124,44 @@ describeOnEngine(
       if (dataDir) rmSync(dataDir, { recursive: true, force: true })
     }, 60_000)
 
-    it('is node:22-slim plus the app, listening on 0.0.0.0, and prints the URL to use', async () => {
+    it('is node:22-slim plus the app, listening on loopback, and prints the URL to use', async () => {
       const image = await docker.getImage(tag).inspect()
-      expect(image.Config.Env).toContain('ISORUN_EMULATOR_HOST=0.0.0.0')
+      expect((image.Config.Env ?? []).filter((e) => e.startsWith('ISORUN_EMULATOR_HOST='))).toEqual([])
       expect(image.Config.Entrypoint).toEqual(['node', '/opt/isorun-emulator/dist/cli.js'])
       // No label of the emulator's own namespace on the image: its container must never look like a sandbox.
       expect(Object.keys(image.Config.Labels ?? {}).filter((k) => k === LABEL.app)).toEqual([])
       const { stdout } = await run('docker', ['logs', name])
-      expect(stdout).toContain('ISORUN_API_URL=http://[::1]:8731')
+      expect(stdout).toContain(`ISORUN_API_URL=${apiUrl}`)
+    })
+
+    it('refuses to listen beyond loopback without an admin token, as on the host', async () => {
+      const refused = await run('docker', ['run', '--rm', '-e', 'ISORUN_EMULATOR_HOST=0.0.0.0', tag]).then(
+        () => ({ code: 0, stderr: '' }),
+        (e: { code: number; stderr: string }) => e,
+      )
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toContain('ISORUN_EMULATOR_ADMIN_TOKEN')
+    })
+
+    it('is out of its sandboxes’ reach: a guest cannot connect to it', async () => {
+      const isorun = client as Isorun
+      const s = await isorun.create({ image: 'busybox:latest' })
+      try {
+        const port = new URL(apiUrl).port
+        // The host as the guest sees it (its gateway), and the host's other addresses.
+        const probe = await s.exec(
+          `gw=$(ip route | awk '/^default/ {print $3}'); echo "gateway $gw"; ` +
+            `timeout 5 wget -q -O- http://$gw:${port}/_emulator/health; echo "exit $?"`,
+          30,
+        )
+        expect(probe.stdout).toMatch(/^gateway \d+\.\d+\.\d+\.\d+$/m)
+        expect(probe.stdout).not.toContain('"ok"')
+        // Refused (1), not a crash (139) nor a hang cut short by timeout (143).
+        expect(probe.stdout).toMatch(/^exit 1$/m)
+        expect(probe.stderr).toMatch(/refused/i)
+      } finally {
+        await s.destroy()
+      }
     })
 
     it('runs the seed Quickstart through the real SDK', async () => {

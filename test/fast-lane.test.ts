@@ -115,13 +115,15 @@ for (const fast of [true, false]) {
         const c = await RawHttpClient.open(port)
         const pause = () => new Promise((r) => setTimeout(r, 30))
         try {
-          c.send(`POST ${prefix}/up HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\nhello`)
+          c.send(`POST ${prefix}/up HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\nhello`)
           await pause()
           c.send(' world')
           const sized = echoOf(await c.response())
           expect(sized).toMatchObject({ method: 'POST', bodyLength: 11, body: 'hello world' })
 
-          c.send(`PUT ${prefix}/up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`)
+          c.send(
+            `PUT ${prefix}/up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`,
+          )
           await pause()
           c.send('6;ext=1\r\n world\r\n')
           await pause()
@@ -138,7 +140,7 @@ for (const fast of [true, false]) {
       it('relays HEAD, chunked and streamed answers, and rewrites Location', async () => {
         const c = await RawHttpClient.open(port)
         try {
-          c.send(`HEAD ${prefix}/hello HTTP/1.1\r\nHost: x\r\n\r\n`)
+          c.send(`HEAD ${prefix}/hello HTTP/1.1\r\nHost: localhost\r\n\r\n`)
           const head = await c.response({ head: true })
           expect(head.status).toBe(200)
           expect(head.headers['content-length']).toBe('2')
@@ -212,7 +214,7 @@ for (const fast of [true, false]) {
           // A request with a body is not sent twice: the client gets the 502.
           c.send(get('/drop-next'))
           expect((await c.response()).body.toString()).toBe('armed')
-          c.send(`POST ${prefix}/once HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc`)
+          c.send(`POST ${prefix}/once HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc`)
           expect((await c.response()).status).toBe(502)
         } finally {
           c.close()
@@ -226,7 +228,7 @@ for (const fast of [true, false]) {
           c.send(get('/first'))
           expect(echoOf(await c.response()).url).toBe('/first')
           // An API call on the same connection (as the SDK's pooled connections do): the routes answer it.
-          c.send(`GET /v1/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${apiKey}\r\n\r\n`)
+          c.send(`GET /v1/runs HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${apiKey}\r\n\r\n`)
           const list = await c.response()
           expect(list.status).toBe(200)
           expect(JSON.stringify(JSON.parse(list.body.toString()))).toContain(s.id)
@@ -241,7 +243,7 @@ for (const fast of [true, false]) {
         // What the lane does not handle goes to the routes too: an unknown run (404), a head too big (431),
         // an upgrade, and every request while a fault is armed.
         const unknown = await RawHttpClient.open(port)
-        unknown.send(`GET /v1/runs/run00000000000000000000/proxy/8080/ HTTP/1.1\r\nHost: x\r\n\r\n`)
+        unknown.send(`GET /v1/runs/run00000000000000000000/proxy/8080/ HTTP/1.1\r\nHost: localhost\r\n\r\n`)
         expect((await unknown.response()).status).toBe(404)
         unknown.close()
         const big = await RawHttpClient.open(port)
@@ -308,9 +310,9 @@ for (const fast of [true, false]) {
       })
 
       it('answers a request with bare LF line ends at once (400), rather than waiting for a CRLF', async () => {
-        await expectRefused(`GET ${prefix}/x HTTP/1.1\nHost: x\n\n`, 400, 'bad_request')
-        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n`, 400, 'bad_request')
-        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: x\r\n\n`, 400, 'bad_request')
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\nHost: localhost\n\n`, 400, 'bad_request')
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: localhost\nX-A: b\r\n\r\n`, 400, 'bad_request')
+        await expectRefused(`GET ${prefix}/x HTTP/1.1\r\nHost: localhost\r\n\n`, 400, 'bad_request')
         // Nor for the end of a first line that cannot be a request line.
         await expectRefused('\x00\x01\x02', 400, 'bad_request')
       })
@@ -495,7 +497,7 @@ for (const fast of [true, false]) {
       it('answers 408 and closes when a request head does not arrive in time (slowloris)', async () => {
         const c = await RawHttpClient.open(port)
         const started = Date.now()
-        c.send(`GET ${prefix}/slow HTTP/1.1\r\nHost: x\r\nX-Slow: `)
+        c.send(`GET ${prefix}/slow HTTP/1.1\r\nHost: localhost\r\nX-Slow: `)
         // A byte now and then keeps the connection busy but never finishes the head.
         const drip = setInterval(() => c.socket.writable && c.send('a'), 200)
         try {

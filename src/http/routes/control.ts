@@ -5,10 +5,10 @@ import type { RequestJournal } from '../../control/journal.ts'
 import { resetToSeed } from '../../control/reset.ts'
 import type { Seeder } from '../../control/seed.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
-import { bearerToken } from '../../net/bearer.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
+import { guardControlPlane } from '../control-guard.ts'
 import { toResetWire } from '../wire.ts'
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
@@ -37,18 +37,13 @@ const IdParams = z.object({ id: z.string().min(1) })
 
 /**
  * The test-double control plane, in the emulator's own namespace: faults, the clock, reset and the
- * request journal. Open on loopback; with --admin-token every call needs that bearer token.
+ * request journal. Loopback peers only; with --admin-token every call needs that bearer token instead
+ * (control-guard.ts, which also keeps web pages from changing anything).
  */
 export function controlRoutes(fastify: FastifyInstance, deps: ControlDeps): void {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
   const { faults, journal } = deps
-  if (deps.adminToken) {
-    const admin = deps.adminToken
-    app.addHook('onRequest', async (request) => {
-      if (bearerToken(request.headers.authorization) !== admin)
-        throw Errors.unauthorized('the control plane needs the admin token')
-    })
-  }
+  guardControlPlane(app, deps.adminToken)
 
   app.post('/faults', { schema: { body: FaultSpec } }, async (request, reply) =>
     reply.status(201).send({ id: faults.add(request.body).id }),

@@ -14,6 +14,7 @@ import type { ProxyTarget, ProxyTargets } from '../../sandboxes/proxy-targets.ts
 import { journalEntry } from '../control-hooks.ts'
 import { urlPortDoc } from '../openapi.ts'
 import { errorResponse } from '../raw-reply.ts'
+import type { RequestGuard } from '../request-guard.ts'
 import { ProxyParams, ProxyRestParams } from '../wire.ts'
 
 /**
@@ -69,10 +70,13 @@ export function proxyUpgrades(
   proxy: GuestProxy,
   log: FastifyBaseLogger,
   faults?: FaultInjector,
+  guard?: RequestGuard,
 ): void {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // A client that resets mid-handshake must not take the process down.
     socket.on('error', (err) => log.debug({ err, url: req.url }, 'upgrade socket error'))
+    const refused = guard?.refusal(req)
+    if (refused) return answerOnSocket(socket, refused, log)
     const url = req.url ?? ''
     if (!isProxyUrl(url)) {
       const path = url.split('?')[0]
@@ -151,9 +155,12 @@ export function fastLaneHooks(
   targets: ProxyTargets,
   faults: FaultInjector,
   journal: RequestJournal,
+  guard?: RequestGuard,
 ): FastLaneHooks {
   return {
-    route: async (method, url) => {
+    route: async (method, url, host) => {
+      // The routes answer what the guard refuses.
+      if (guard && !guard.hostAllowed(host)) return undefined
       const target = await resolveTarget(targets, url)
       // DevTools discovery answers are rewritten whole: the routes do that.
       return isCdpDiscovery(method, target.path) ? undefined : target

@@ -6,9 +6,9 @@ export interface FastLaneHooks {
   /**
    * The guest a url(port) request goes to, or undefined to leave it (and its connection) to the HTTP
    * framework, which answers what the lane does not handle: errors (unknown run, hibernated, bad port),
-   * DevTools discovery (its JSON is rewritten), other paths.
+   * DevTools discovery (its JSON is rewritten), other paths, a `Host` the emulator does not answer to.
    */
-  route(method: string, target: string): Promise<GuestTarget | undefined>
+  route(method: string, target: string, host: string): Promise<GuestTarget | undefined>
   /** False while the framework must see every request (faults are armed). */
   enabled(): boolean
   /** An exchange the lane carried ended (the request journal); `target` is the request target as sent. */
