@@ -40,6 +40,7 @@ import type { EngineInfo, SandboxEngine } from './sandboxes/engine.ts'
 import { FS_VIEW, FS_VIEW_LABEL } from './sandboxes/fs-view.ts'
 import type { InstanceIdentity } from './sandboxes/labels.ts'
 import { LABEL } from './sandboxes/labels.ts'
+import { sandboxLimits } from './sandboxes/quotas.ts'
 import { SnapshotStore } from './sandboxes/snapshot-store.ts'
 import { SandboxStateStore } from './sandboxes/state-store.ts'
 import { WarmPool } from './sandboxes/warm-pool.ts'
@@ -139,6 +140,7 @@ export function buildApp(deps: AppDeps): App {
       await proxy.closeConnections(runId)
     },
     egressEnforcer: egressGateway,
+    limits: sandboxLimits(config, deps.engineInfo),
   })
 
   const { audit, history } = openAccountLogs({
@@ -183,6 +185,7 @@ export function buildApp(deps: AppDeps): App {
       memory: engine.memorySupport(),
       config,
       egressStatus: egressGateway.status(),
+      limits: sandboxes.quotas.limits,
     })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
     prefix: '/_emulator',

@@ -2,6 +2,7 @@ import type { Config } from './config.ts'
 import type { EgressStatus } from './egress/gateway.ts'
 import { type AbilityTable, ENGINE_ABILITIES } from './engine-abilities.ts'
 import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
+import type { SandboxLimits } from './sandboxes/quotas.ts'
 
 /**
  * What this engine can really do, reported at GET /_emulator/capabilities and logged at start, so that
@@ -16,6 +17,10 @@ export interface Capabilities {
     memory: boolean
     disk: boolean
     disk_note: string
+    /** The most one sandbox may ask for (more: a 400 naming the field). */
+    per_sandbox: { vcpus: number; mem_mib: number }
+    /** What one API key's sandboxes may hold together (more: 429 quota_exceeded). */
+    per_key: { sandboxes: number; vcpus: number; mem_mib: number }
   }
   exec: { output_limit_bytes: number; timeout_kills_process_tree: boolean }
   memory_state: {
@@ -60,6 +65,7 @@ export interface CapabilityFacts {
   memory: MemorySupport
   config: Pick<Config, 'execOutputLimit' | 'strict' | 'fastProxy' | 'cdpDiscovery'>
   egressStatus: EgressStatus
+  limits: SandboxLimits
 }
 
 /** What egress enforcement does here, for GET /_emulator/capabilities. */
@@ -85,6 +91,7 @@ export function describeCapabilities({
   memory,
   config,
   egressStatus,
+  limits,
 }: CapabilityFacts): Capabilities {
   return {
     engine,
@@ -96,6 +103,12 @@ export function describeCapabilities({
       disk_note:
         "disk_mib is recorded and reported but not enforced: Docker can cap a container's writable layer only on overlay2 over xfs with project quotas" +
         (engine ? ` (this engine: ${engine.storageDriver} on ${engine.backingFs ?? 'unknown fs'})` : ''),
+      per_sandbox: { vcpus: limits.perSandbox.vcpus, mem_mib: limits.perSandbox.memMib },
+      per_key: {
+        sandboxes: limits.perKey.sandboxes,
+        vcpus: limits.perKey.vcpus,
+        mem_mib: limits.perKey.memMib,
+      },
     },
     exec: { output_limit_bytes: config.execOutputLimit, timeout_kills_process_tree: true },
     memory_state: {

@@ -190,6 +190,39 @@ export const SETTINGS = {
     shownDefault: 'none',
     help: '`name=ip,...`: names the egress proxy resolves to a fixed address instead of asking DNS (tests)',
   },
+  // Unset, each is derived from the engine host's cores and memory when the emulator starts (the engine
+  // may be on another host: src/sandboxes/quotas.ts). Sizes are limits, not reservations, so the per-key
+  // sums allow overcommit; one sandbox's size does not.
+  maxVcpus: {
+    env: 'ISORUN_EMULATOR_MAX_VCPUS',
+    schema: z.coerce.number().int().min(1).optional(),
+    shownDefault: "the engine host's cores",
+    help: 'most vCPUs one sandbox may ask for (more: a 400 naming `vcpus`); set beyond the host, the sandbox gets all its cores and the record keeps what was asked (see [security](security.md#quotas))',
+  },
+  maxMemMib: {
+    env: 'ISORUN_EMULATOR_MAX_MEM_MIB',
+    schema: z.coerce.number().int().min(64).optional(),
+    shownDefault: "the engine host's memory",
+    help: 'most memory one sandbox may ask for, MiB (more: a 400 naming `mem_mib`)',
+  },
+  quotaSandboxes: {
+    env: 'ISORUN_EMULATOR_QUOTA_SANDBOXES',
+    schema: z.coerce.number().int().min(1).optional(),
+    shownDefault: '32 per host core',
+    help: 'sandboxes one API key may hold at once (hibernated included); beyond it create, restore and fork answer 429 `quota_exceeded`',
+  },
+  quotaVcpus: {
+    env: 'ISORUN_EMULATOR_QUOTA_VCPUS',
+    schema: z.coerce.number().int().min(1).optional(),
+    shownDefault: '32 per host core',
+    help: "vCPUs one API key's sandboxes may add up to (429 beyond)",
+  },
+  quotaMemMib: {
+    env: 'ISORUN_EMULATOR_QUOTA_MEM_MIB',
+    schema: z.coerce.number().int().min(64).optional(),
+    shownDefault: "4 × the host's memory",
+    help: "memory one API key's sandboxes may add up to, MiB (429 beyond)",
+  },
   // Kept per (image, vcpus, memory) asked for in the last 5 minutes, and for the default node:22-slim.
   poolSize: {
     env: 'ISORUN_EMULATOR_POOL',

@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'route_not_found'
   | 'conflict'
   | 'payload_too_large'
+  | 'quota_exceeded'
   | 'unsupported_media_type'
   | 'image_unavailable'
   | 'not_a_file'
@@ -62,6 +63,9 @@ export const Errors = {
       { host },
     ),
   unsupportedMediaType: (why: string) => new EmulatorError('unsupported_media_type', 415, why),
+  /** 429: what the SDK's users branch on (IsorunError.status) for "not now, not this much". */
+  quotaExceeded: (why: string, details: Record<string, unknown>) =>
+    new EmulatorError('quota_exceeded', 429, `quota exceeded: ${why}`, details),
   validation: (field: string, problem: string) =>
     new EmulatorError('validation_failed', 400, `${field}: ${problem}`, { field }),
   runNotFound: (id: string) => new EmulatorError('not_found', 404, `sandbox ${id} not found`, { id }),

@@ -95,6 +95,8 @@ export class DockerEngine extends CompatEngine {
         rootDir: info.DockerRootDir,
         endpoint: dockerEndpoint(this.docker),
         sandboxNetwork: this.sandboxNetwork,
+        hostCpus: info.NCPU,
+        hostMemoryBytes: info.MemTotal,
       }
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))

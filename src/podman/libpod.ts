@@ -33,6 +33,7 @@ export interface LibpodInfo {
     cgroupManager?: string
     cgroupVersion?: string
     cpus?: number
+    memTotal?: number
     kernel?: string
     distribution?: { distribution?: string; version?: string }
     security?: { rootless?: boolean }

@@ -137,6 +137,8 @@ export class PodmanEngine extends CompatEngine {
         endpoint: this.endpoint.url,
         remote: !isLocal(this.endpoint),
         sandboxNetwork: this.sandboxNetwork,
+        hostCpus: info.host.cpus,
+        hostMemoryBytes: info.host.memTotal,
       }
     } catch (err) {
       throw translateDockerError(err, () => Errors.engineUnavailable(dockerMessage(err)))

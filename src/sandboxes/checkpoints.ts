@@ -5,6 +5,7 @@ import type { SandboxEvents } from './events.ts'
 import { newSnapshotId } from './ids.ts'
 import type { SandboxLifecycle } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
+import type { Quotas } from './quotas.ts'
 import type { SandboxRegistry } from './registry.ts'
 import type { Sandbox } from './sandbox.ts'
 import type { SnapshotCatalog } from './snapshot-catalog.ts'
@@ -35,6 +36,8 @@ export interface SandboxCheckpointsOptions {
   registry: SandboxRegistry
   /** Restores and fork children are new sandboxes: the lifecycle starts them. */
   lifecycle: SandboxLifecycle
+  /** Restores and forks take their room in the key's quota before anything is made. */
+  quotas: Quotas
   /** Where snapshots go; restores go through it too, so that a delete of their snapshot waits for them. */
   catalog: SnapshotCatalog
   /** Fail instead of degrading when memory cannot be kept (snapshot, fork, hibernate). */
@@ -101,18 +104,40 @@ export class SandboxCheckpoints {
 
   async restore(owner: string, snapshotId: string): Promise<Sandbox> {
     return this.opts.catalog.use(owner, snapshotId, async (record) => {
-      const sandbox = await this.opts.lifecycle.createFromSnapshot(owner, record)
-      this.opts.events.emit('sandbox.restored', sandbox, { snapshotId, memory: record.memory })
-      return sandbox
+      const room = this.opts.quotas.reserve(owner, record, 1, 'a restore')
+      try {
+        const sandbox = await this.opts.lifecycle.createFromSnapshot(owner, record)
+        this.opts.events.emit('sandbox.restored', sandbox, { snapshotId, memory: record.memory })
+        return sandbox
+      } finally {
+        room.release()
+      }
     })
   }
 
   /**
    * `count` independent children of a sandbox, each with its filesystem and, with CRIU, its processes and
    * memory at fork time. The work is done once (one checkpoint, one commit), the children start in
-   * parallel, and a child that fails to start is reported while the others come back.
+   * parallel, and a child that fails to start is reported while the others come back. Room for all the
+   * children is taken in the key's quota before the parent is captured, or the fork answers 429 and
+   * makes nothing: a partial fork is for children the engine fails to start, never for a quota.
    */
   async fork(owner: string, id: string, count: number, injectedFailures = 0): Promise<ForkResult> {
+    const parent = this.registry.get(owner, id)
+    const room = this.opts.quotas.reserve(owner, parent, count, `a fork of ${count}`)
+    try {
+      return await this.forkWithin(owner, id, count, injectedFailures)
+    } finally {
+      room.release()
+    }
+  }
+
+  private async forkWithin(
+    owner: string,
+    id: string,
+    count: number,
+    injectedFailures: number,
+  ): Promise<ForkResult> {
     const parent = this.registry.get(owner, id)
     const record = await this.registry.locks.run(id, async () => {
       this.registry.assertAlive(parent)

@@ -11,6 +11,7 @@ import type { InstanceIdentity } from './labels.ts'
 import { SandboxLifecycle } from './lifecycle.ts'
 import type { Logger } from './logger.ts'
 import { ProxyTargets } from './proxy-targets.ts'
+import { Quotas, type SandboxLimits, sandboxLimits } from './quotas.ts'
 import { recoverSandboxes } from './recovery.ts'
 import { SandboxRegistry } from './registry.ts'
 import { SnapshotCatalog } from './snapshot-catalog.ts'
@@ -35,6 +36,8 @@ export interface SandboxDomainOptions {
   beforeCheckpoint?: (runId: string) => Promise<void>
   /** Enforces egress policies; without it a policy is refused (409). */
   egressEnforcer?: EgressEnforcer
+  /** Sizes and per-key quotas; by default derived from this machine (see quotas.ts). */
+  limits?: SandboxLimits
 }
 
 /**
@@ -47,6 +50,8 @@ export interface SandboxDomain {
   registry: SandboxRegistry
   /** Create (cold, pooled, from a snapshot), timeout, destroy. */
   lifecycle: SandboxLifecycle
+  /** What one sandbox may be and what each key may hold. */
+  quotas: Quotas
   /** Exec and files inside a sandbox. */
   guest: GuestOperations
   /** Snapshot, restore, fork, hibernate, resume. */
@@ -71,6 +76,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     records: o.records,
     onIdle: (s) => lifecycle.expire(s),
   })
+  const quotas = new Quotas(o.limits ?? sandboxLimits({}, null), registry)
   const lifecycle = new SandboxLifecycle({
     engine: o.engine,
     clock: o.clock,
@@ -82,6 +88,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     snapshots: o.snapshots,
     pool: o.pool,
     egressEnforcer: o.egressEnforcer,
+    quotas,
   })
   const addresses = new GuestAddresses(o.engine, events)
   const snapshots = new SnapshotCatalog(o.snapshots, o.engine, log)
@@ -89,6 +96,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     events,
     registry,
     lifecycle,
+    quotas,
     guest: new GuestOperations({
       engine: o.engine,
       clock: o.clock,
@@ -103,6 +111,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
       events,
       registry,
       lifecycle,
+      quotas,
       catalog: snapshots,
       strict: o.strict,
       beforeCheckpoint: o.beforeCheckpoint,

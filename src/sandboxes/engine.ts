@@ -104,6 +104,9 @@ export interface EngineInfo {
   remote?: boolean
   /** The network sandboxes without an egress policy are on (absent: the engine does not say). */
   sandboxNetwork?: SandboxNetwork
+  /** The engine host's CPUs and memory: what one sandbox can be given, and what quotas are derived from. */
+  hostCpus?: number
+  hostMemoryBytes?: number
 }
 
 /** Where sandboxes without an egress policy are, and whether they are kept from reaching each other. */

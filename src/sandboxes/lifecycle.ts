@@ -9,6 +9,7 @@ import type { SandboxEvents } from './events.ts'
 import { newRunId } from './ids.ts'
 import { type InstanceIdentity, sandboxLabels } from './labels.ts'
 import type { Logger } from './logger.ts'
+import type { Quotas } from './quotas.ts'
 import type { SandboxRegistry } from './registry.ts'
 import { billableMs, type DestroyReason, type Sandbox } from './sandbox.ts'
 import type { SnapshotRecord, SnapshotStore } from './snapshot-store.ts'
@@ -47,6 +48,8 @@ export interface SandboxLifecycleOptions {
   pool?: WarmPool
   /** Enforces egress policies (isolated network + egress proxy); without it a policy is refused (409). */
   egressEnforcer?: EgressEnforcer
+  /** Per-key quotas: a create takes its room before anything is made. */
+  quotas: Quotas
 }
 
 /** A sandbox before its container exists. */
@@ -77,6 +80,15 @@ export class SandboxLifecycle {
   }
 
   async create(owner: string, input: CreateInput): Promise<Sandbox> {
+    const room = this.opts.quotas.reserve(owner, input)
+    try {
+      return await this.createWithin(owner, input)
+    } finally {
+      room.release()
+    }
+  }
+
+  private async createWithin(owner: string, input: CreateInput): Promise<Sandbox> {
     const began = performance.now()
     // A pooled container cannot take credentials (a started container's environment is fixed), so a
     // sandbox with credentials is always created cold.

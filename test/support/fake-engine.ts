@@ -32,6 +32,9 @@ export interface Hold {
  */
 export class FakeEngine implements SandboxEngine {
   reachable = true
+  /** What info() says of the engine's host. */
+  hostCpus = 4
+  hostMemoryBytes = 16 * 1024 ** 3
   readonly created: SandboxSpec[] = []
   readonly files = new Map<string, Buffer>()
   readonly removed: string[] = []
@@ -81,6 +84,8 @@ export class FakeEngine implements SandboxEngine {
       cgroupVersion: '1',
       experimental: false,
       rootDir: '/nowhere',
+      hostCpus: this.hostCpus,
+      hostMemoryBytes: this.hostMemoryBytes,
     }
   }
 

@@ -1,6 +1,7 @@
 import { type App, buildApp } from '../../src/app.ts'
 import { loadConfig } from '../../src/config.ts'
 import type { Clock } from '../../src/sandboxes/clock.ts'
+import type { EngineInfo } from '../../src/sandboxes/engine.ts'
 import { loadIdentity } from '../../src/sandboxes/identity.ts'
 import { FakeEngine } from './fake-engine.ts'
 
@@ -10,7 +11,7 @@ import { FakeEngine } from './fake-engine.ts'
  */
 export function buildInjectApp(
   dataDir: string,
-  options: { env?: Record<string, string>; engine?: FakeEngine; clock?: Clock } = {},
+  options: { env?: Record<string, string>; engine?: FakeEngine; clock?: Clock; engineInfo?: EngineInfo } = {},
 ): App & { engine: FakeEngine } {
   const engine = options.engine ?? new FakeEngine()
   const config = loadConfig({
@@ -23,6 +24,7 @@ export function buildInjectApp(
     engine,
     clock: options.clock,
     identity: loadIdentity(dataDir, { fsync: config.durability === 'fsync' }),
+    engineInfo: options.engineInfo,
   })
   return { ...built, engine }
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import type { NetworkProfiles } from '../../egress/profiles.ts'
+import { Errors } from '../../errors.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { json } from '../openapi.ts'
 import { CreateRunBody, PatchRunBody, RunParams } from '../schemas.ts'
@@ -9,7 +10,7 @@ import type { ZodTypeProvider } from '../zod-provider.ts'
 /** Sandbox lifecycle: create, list, get, keep-alive, destroy. */
 export function runRoutes(
   fastify: FastifyInstance,
-  { registry, lifecycle }: Pick<SandboxDomain, 'registry' | 'lifecycle'>,
+  { registry, lifecycle, quotas }: Pick<SandboxDomain, 'registry' | 'lifecycle' | 'quotas'>,
   profiles: NetworkProfiles,
 ): void {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
@@ -29,6 +30,9 @@ export function runRoutes(
     },
     async (request, reply) => {
       const { body } = request
+      const tooBig = quotas.sizeProblem({ vcpus: body.vcpus, memMib: body.mem_mib })
+      if (tooBig)
+        throw Errors.validation(tooBig.part === 'vcpus' ? 'body.vcpus' : 'body.mem_mib', tooBig.message)
       // Enforced, not just recorded: an unknown profile or a bad rule is a 400 naming it.
       const egress = profiles.policyFor(body)
       const sandbox = await lifecycle.create(request.owner, {
