@@ -18,6 +18,7 @@ export const ABILITIES = {
   sandboxes_apart: 'sandboxes kept apart (no traffic between them)',
   egress_policies: 'egress policies',
   missing_images: 'images the engine lacks',
+  oom_reported: 'an OOM kill of an exited sandbox told apart (docs/api.md)',
 } as const
 
 export type Ability = keyof typeof ABILITIES
@@ -31,6 +32,9 @@ export const WHERE: Record<EngineName, Record<Where, string>> = {
 
 const NO_PROXY_THERE = "409: the egress proxy must listen on the engine's bridge, which is another host's"
 const ROUTED = "only if the containers' IPs route here"
+const OOM_DOCKER = 'yes (`reason: "oom"`)'
+const OOM_PODMAN =
+  'no: Podman 4.3 reports an OOM kill only of the container\'s init, not of the keep-alive under it (`reason: "exited"`, `exit_code` 137)'
 
 export const ENGINE_ABILITIES: AbilityTable = {
   docker: {
@@ -44,6 +48,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
       sandboxes_apart: "yes (the emulator's network has enable_icc=false)",
       egress_policies: 'yes (internal network + host firewall)',
       missing_images: 'pulled (pull policy)',
+      oom_reported: OOM_DOCKER,
     },
     remote: {
       lifecycle: 'yes',
@@ -55,6 +60,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
       sandboxes_apart: 'yes (enable_icc=false, set through the API)',
       egress_policies: NO_PROXY_THERE,
       missing_images: 'pulled (pull policy)',
+      oom_reported: OOM_DOCKER,
     },
   },
   podman: {
@@ -68,6 +74,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
       sandboxes_apart: 'yes (a FORWARD rule on its bridge: Podman has no enable_icc)',
       egress_policies: 'yes (bridge + host firewall)',
       missing_images: 'imported from the local Docker engine, else pulled',
+      oom_reported: OOM_PODMAN,
     },
     remote: {
       lifecycle: 'yes',
@@ -80,6 +87,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
       sandboxes_apart: "no: the FORWARD rule would be on the engine's host",
       egress_policies: NO_PROXY_THERE,
       missing_images: 'imported from the local Docker engine, else pulled',
+      oom_reported: OOM_PODMAN,
     },
   },
 }

@@ -113,7 +113,8 @@ describeWithDocker('network profiles and egress through the real SDK', () => {
     expect(denied.out).toContain('403')
     // The body says why (wget hides it; ask the proxy directly).
     const body = await s.exec(
-      `printf 'GET http://denied.test:${test.port}/ HTTP/1.0\\r\\n\\r\\n' | timeout 10 nc isorun-egress 3128`,
+      // stdin stays open a moment: busybox nc quits at its end, before an answer that takes a few ms.
+      `(printf 'GET http://denied.test:${test.port}/ HTTP/1.0\\r\\n\\r\\n'; sleep 2) | timeout 10 nc isorun-egress 3128`,
     )
     expect(body.stdout).toContain('HTTP/1.1 403 Forbidden')
     expect(body.stdout).toContain(`blocked by the egress policy of sandbox ${s.id}`)
@@ -126,7 +127,7 @@ describeWithDocker('network profiles and egress through the real SDK', () => {
     expect(tunnel.stdout).toContain('200 Connection Established')
     expect(tunnel.stdout).toContain(ok)
     const refused = await s.exec(
-      `printf 'CONNECT denied.test:443 HTTP/1.1\\r\\n\\r\\n' | timeout 10 nc isorun-egress 3128`,
+      `(printf 'CONNECT denied.test:443 HTTP/1.1\\r\\n\\r\\n'; sleep 2) | timeout 10 nc isorun-egress 3128`,
     )
     expect(refused.stdout).toContain('403 Forbidden')
 

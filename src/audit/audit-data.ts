@@ -64,6 +64,8 @@ export function auditData(e: SandboxEvent): Record<string, unknown> {
       return { memory: e.data.memory }
     case 'sandbox.resumed':
       return {}
+    case 'sandbox.exited':
+      return { reason: e.data.reason, exit_code: e.data.exitCode ?? null }
     case 'proxy.opened':
       return { port: e.data.port }
     case 'network.blocked': {

@@ -5,6 +5,7 @@ import { Errors } from '../errors.ts'
 import { type PullPolicy, pullRefusal } from '../images/pull-policy.ts'
 import type { ImageReference } from '../images/reference.ts'
 import type {
+  ContainerExit,
   EngineInfo,
   ExecOutcome,
   ExecRequest,
@@ -19,6 +20,7 @@ import type {
   SandboxSpec,
   SnapshotOutcome,
   SnapshotRequest,
+  StopWatch,
   StoredSnapshot,
 } from '../sandboxes/engine.ts'
 import { readCgroupUsage } from './cgroup-usage.ts'
@@ -28,6 +30,7 @@ import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 import { listDir, readFile, writeFile } from './files.ts'
 import { engineReference, hasImage, imageHandle, pullImage } from './images.ts'
+import { watchStops } from './stop-watcher.ts'
 
 export interface CompatEngineOptions {
   /** The engine's network sandboxes join. */
@@ -119,7 +122,7 @@ export abstract class CompatEngine implements SandboxEngine {
   async create(spec: SandboxSpec): Promise<string> {
     const image = engineReference(spec.image).canonical
     const container = await createSandboxContainer(this.docker, spec, image, this.containerSettings())
-    await startSandboxContainer(container, spec.image)
+    await startSandboxContainer(container, spec)
     return container.id
   }
 
@@ -131,7 +134,7 @@ export abstract class CompatEngine implements SandboxEngine {
       engineReference(spec.image).canonical,
       this.containerSettings(),
     )
-    await startSandboxContainer(container, spec.image)
+    await startSandboxContainer(container, sandboxSpec)
     return container.id
   }
 
@@ -246,6 +249,23 @@ export abstract class CompatEngine implements SandboxEngine {
 
   releaseIsolatedNetwork(instanceId: string): Promise<void> {
     return releaseIsolatedNetwork(this.docker, instanceId)
+  }
+
+  watchStops(labels: Record<string, string>, onStop: (containerId: string) => void): StopWatch {
+    return watchStops(this.docker, labels, onStop)
+  }
+
+  async exitState(containerId: string): Promise<ContainerExit | undefined> {
+    let info: Docker.ContainerInspectInfo
+    try {
+      info = await this.docker.getContainer(containerId).inspect()
+    } catch (err) {
+      if ((err as { statusCode?: number })?.statusCode === 404)
+        return { exitCode: undefined, oomKilled: false }
+      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+    }
+    if (info.State?.Running) return undefined
+    return { exitCode: info.State?.ExitCode, oomKilled: Boolean(info.State?.OOMKilled) }
   }
 
   async address(containerId: string): Promise<string> {

@@ -1,6 +1,7 @@
 import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
 import type { SandboxSpec } from '../sandboxes/engine.ts'
+import { BoundedDemux } from './demux.ts'
 import { egressContainerName, egressHostConfig } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import seccompProfile from './seccomp-profile.json' with { type: 'json' }
@@ -87,17 +88,91 @@ export async function createSandboxContainer(
   }
 }
 
-/** Starts a fresh sandbox container; a failure removes it and names the likely cause. */
-export async function startSandboxContainer(container: Docker.Container, image: string): Promise<void> {
+/**
+ * Starts a fresh sandbox container and waits until its keep-alive runs; a failure removes it and names
+ * the likely cause. The engine's start returns once the init runs, which may then fail to start the
+ * keep-alive (a credential that sets PATH, an image without `sleep`) and exit: that create is a failure,
+ * not a sandbox that looks running with nothing behind it.
+ */
+export async function startSandboxContainer(
+  container: Docker.Container,
+  spec: Pick<SandboxSpec, 'image' | 'env'>,
+): Promise<void> {
   try {
     await container.start()
   } catch (err) {
     await container.remove({ force: true, v: true }).catch(() => {})
     throw Errors.validation(
       'image',
-      `${image} cannot run a sandbox: the emulator keeps it alive with \`${KEEP_ALIVE.join(' ')}\`, ` +
+      `${spec.image} cannot run a sandbox: the emulator keeps it alive with \`${KEEP_ALIVE.join(' ')}\`, ` +
         `which failed: ${dockerMessage(err)}`,
     )
+  }
+  const stopped = await untilKeptAlive(container)
+  if (!stopped) return
+  const output = await lastOutput(container)
+  await container.remove({ force: true, v: true }).catch(() => {})
+  const credentials = Object.keys(spec.env)
+  throw Errors.validation(
+    credentials.length > 0 ? 'credentials' : 'image',
+    `the sandbox stopped as it started: its keep-alive \`${KEEP_ALIVE.join(' ')}\` did not run (${stopped})` +
+      (output ? `; it said: ${output}` : '') +
+      (credentials.length > 0
+        ? `; check what the credentials (${credentials.join(', ')}) change for it (PATH, LD_*), and the image`
+        : `; check that ${spec.image} has \`sleep\``),
+  )
+}
+
+/** How long a new container's keep-alive may take to appear before the create is given up. */
+const KEEP_ALIVE_DEADLINE_MS = 15_000
+
+/**
+ * Polls the container's processes until the keep-alive is among them (undefined), or the container has
+ * stopped or never shows it (why, as text).
+ */
+async function untilKeptAlive(container: Docker.Container): Promise<string | undefined> {
+  const wanted = KEEP_ALIVE.join(' ')
+  const deadline = Date.now() + KEEP_ALIVE_DEADLINE_MS
+  for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+    try {
+      const top = (await container.top()) as { Titles?: string[]; Processes?: string[][] }
+      const cmd = Math.max(
+        0,
+        (top.Titles ?? []).findIndex((t) => /^(CMD|COMMAND)$/.test(t)),
+      )
+      if ((top.Processes ?? []).some((p) => (p[cmd] ?? p.join(' ')).includes(wanted))) return undefined
+    } catch {
+      // Not running (any more): inspect says how it ended.
+    }
+    const state = await container.inspect().then(
+      (info) => info.State,
+      () => undefined,
+    )
+    if (!state) return 'the container is gone'
+    if (!state.Running)
+      return `exit code ${state.ExitCode}${state.OOMKilled ? ', killed for lack of memory' : ''}`
+    if (Date.now() > deadline) return `not running after ${KEEP_ALIVE_DEADLINE_MS / 1000} s`
+    await new Promise((r) => setTimeout(r, delay))
+  }
+}
+
+/** The end of what a container printed (its init's complaint, typically), on one line. */
+async function lastOutput(container: Docker.Container): Promise<string> {
+  try {
+    const raw = (await container.logs({ stdout: true, stderr: true, tail: 5 })) as unknown as Buffer
+    if (!Buffer.isBuffer(raw)) return ''
+    // No TTY: the log is Docker's multiplexed stream, as exec's is.
+    const demux = new BoundedDemux(4096)
+    demux.push(raw)
+    return Buffer.concat([demux.stdout(), demux.stderr()])
+      .toString('utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean)
+      .join(' / ')
+      .slice(0, 500)
+  } catch {
+    return ''
   }
 }
 

@@ -61,7 +61,7 @@ export class DockerCheckpoints {
   async restore(stored: StoredSnapshot, spec: SandboxSpec, settings: ContainerSettings): Promise<string> {
     const container = await createSandboxContainer(this.docker, spec, stored.image, settings)
     if (!stored.checkpointDir) {
-      await startSandboxContainer(container, spec.image)
+      await startSandboxContainer(container, spec)
       return container.id
     }
     try {

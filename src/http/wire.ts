@@ -38,7 +38,9 @@ export const ErrorWire = z
 
 export const RunRecordWire = z.strictObject({
   id: z.string(),
-  status: z.enum(['running', 'hibernated']),
+  status: z
+    .enum(['running', 'hibernated', 'exited'])
+    .meta({ description: '`exited`: its container stopped without being asked to (docs/api.md)' }),
   image: z.string(),
   vcpus: z.number().int(),
   mem_mib: z.number().int(),

@@ -72,7 +72,7 @@ export class PodmanCheckpoints {
   async restore(stored: StoredSnapshot, spec: SandboxSpec, settings: ContainerSettings): Promise<string> {
     if (!stored.checkpointDir) {
       const container = await createSandboxContainer(this.docker, spec, stored.image, settings)
-      await startSandboxContainer(container, spec.image)
+      await startSandboxContainer(container, spec)
       return container.id
     }
     const name = containerName(spec)

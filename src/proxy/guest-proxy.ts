@@ -10,7 +10,11 @@ import type { GuestTarget } from './target.ts'
 import { tunnelUpgrade } from './websocket.ts'
 
 /** After these, the connections into a sandbox lead nowhere (or must not exist). */
-const CLOSE_AFTER: ReadonlySet<SandboxEventName> = new Set(['sandbox.destroyed', 'sandbox.hibernated'])
+const CLOSE_AFTER: ReadonlySet<SandboxEventName> = new Set([
+  'sandbox.destroyed',
+  'sandbox.hibernated',
+  'sandbox.exited',
+])
 
 /** A guest that is up answers a probe in well under a millisecond; this only bounds a wedged one. */
 const PROBE_TIMEOUT_MS = 1000

@@ -6,6 +6,7 @@ import type { EgressEnforcer } from './egress-enforcer.ts'
 import { EgressSources } from './egress-sources.ts'
 import type { SandboxEngine } from './engine.ts'
 import { SandboxEvents } from './events.ts'
+import { SandboxExits } from './exits.ts'
 import { GuestOperations } from './guest-operations.ts'
 import type { InstanceIdentity } from './labels.ts'
 import { SandboxLifecycle } from './lifecycle.ts'
@@ -62,6 +63,8 @@ export interface SandboxDomain {
   proxyTargets: ProxyTargets
   /** The egress proxy's lookups. */
   egressSources: EgressSources
+  /** Containers that stop without being asked to: their sandboxes become `exited`. */
+  exits: SandboxExits
   /** At start: adopts this data dir's sandboxes, reaps leftovers. */
   recover(): Promise<{ adopted: number; reaped: number }>
   /** Stops the idle timers; sandboxes keep running and are adopted by the next start. */
@@ -90,7 +93,16 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     egressEnforcer: o.egressEnforcer,
     quotas,
   })
-  const addresses = new GuestAddresses(o.engine, events)
+  const exits = new SandboxExits({
+    engine: o.engine,
+    clock: o.clock,
+    identity: o.identity,
+    log,
+    events,
+    registry,
+  })
+  exits.start()
+  const addresses = new GuestAddresses(o.engine, events, () => exits.following)
   const snapshots = new SnapshotCatalog(o.snapshots, o.engine, log)
   return {
     events,
@@ -119,6 +131,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     snapshots,
     proxyTargets: new ProxyTargets({ clock: o.clock, events, registry, addresses }),
     egressSources: new EgressSources(registry, addresses, events),
+    exits,
     recover: () =>
       recoverSandboxes({
         engine: o.engine,
@@ -129,6 +142,9 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
         records: o.records,
         egressEnforcer: o.egressEnforcer,
       }),
-    close: () => registry.close(),
+    close: () => {
+      exits.close()
+      registry.close()
+    },
   }
 }

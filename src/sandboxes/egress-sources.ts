@@ -31,7 +31,11 @@ export class EgressSources {
     for (const s of this.registry.all()) {
       if (!s.egress || s.status !== 'running') continue
       const at = await this.addresses.get(s.containerId).catch(() => undefined)
-      if (at === address) return s
+      if (at !== address) continue
+      // The policy is judged by this answer: the engine must say so now, not only the cache (a stopped
+      // container's address goes to the next container, which must not be taken for it).
+      const now = await this.addresses.fresh(s.containerId).catch(() => undefined)
+      if (now === address && s.status === 'running') return s
     }
     return undefined
   }

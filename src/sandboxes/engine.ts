@@ -155,6 +155,21 @@ export interface StoredSnapshot {
   checkpointDir: string | null
 }
 
+/** How a sandbox's container ended, as the engine tells it. */
+export interface ContainerExit {
+  /** Its main process's exit status; undefined when the container is gone altogether. */
+  exitCode: number | undefined
+  /** The kernel's OOM killer ended it. */
+  oomKilled: boolean
+}
+
+/** A subscription to the engine's container stops (see watchStops). */
+export interface StopWatch {
+  /** Whether the engine's events are followed right now (stops meanwhile are reported once they are again). */
+  readonly connected: boolean
+  close(): void
+}
+
 export interface SandboxEngine {
   /** Resolves when the engine answers; throws engine_unavailable when it does not. */
   ping(): Promise<void>
@@ -214,4 +229,13 @@ export interface SandboxEngine {
    * start), and the networks of emulators whose data dir is gone.
    */
   releaseIsolatedNetwork?(instanceId: string): Promise<void>
+  /**
+   * Follows the engine's events: calls `onStop` with the id of every container carrying `labels` that
+   * stops, whatever stopped it (its main process ended, the OOM killer, a `docker stop`, or the emulator's
+   * own hibernate and destroy: exitState and the sandbox's status tell them apart). Goes on, following
+   * again after the engine comes back, until closed.
+   */
+  watchStops(labels: Record<string, string>, onStop: (containerId: string) => void): StopWatch
+  /** How the container ended; undefined while it runs (a paused container runs). */
+  exitState(containerId: string): Promise<ContainerExit | undefined>
 }

@@ -44,6 +44,8 @@ export interface SandboxEventData {
   'sandbox.forked': { count: number; children: string[]; failed: number; memory: boolean }
   'sandbox.hibernated': { memory: boolean }
   'sandbox.resumed': Record<string, never>
+  /** Its container stopped without being asked to (see exits.ts). */
+  'sandbox.exited': { reason: 'exited' | 'oom'; exitCode: number | undefined }
   'proxy.opened': { port: number }
   'network.blocked': { host: string; port: number; method: string; reason: string }
 }

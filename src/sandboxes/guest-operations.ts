@@ -3,7 +3,7 @@ import { Errors } from '../errors.ts'
 import type { Clock } from './clock.ts'
 import type { FileDownload, SandboxEngine } from './engine.ts'
 import type { SandboxEvents } from './events.ts'
-import type { SandboxRegistry } from './registry.ts'
+import { exitedError, type SandboxRegistry } from './registry.ts'
 import type { Sandbox } from './sandbox.ts'
 
 export interface ExecResult {
@@ -85,6 +85,7 @@ export class GuestOperations {
     if (s.status === 'hibernated') {
       throw Errors.conflict(`sandbox ${id} is hibernated; resume it first`, { id, status: s.status })
     }
+    if (s.status === 'exited') throw exitedError(s)
     s.inFlight++
     try {
       return await op(s)

@@ -188,7 +188,7 @@ export class SandboxLifecycle {
       const result: DestroyResult = {
         cpuMs: usage.cpuMs,
         memPeakBytes: usage.memPeakBytes,
-        uptimeMs: Math.max(0, endedAt - s.createdAt),
+        uptimeMs: Math.max(0, Math.min(endedAt, s.exit?.at ?? endedAt) - s.createdAt),
         costCents: costCents(this.opts.pricing, s.vcpus, s.memMib, billable),
       }
       this.log.info({ ...log, ...result }, 'sandbox destroyed')

@@ -2,7 +2,7 @@ import { Errors } from '../errors.ts'
 import type { GuestAddresses } from './addresses.ts'
 import type { Clock } from './clock.ts'
 import type { SandboxEvents } from './events.ts'
-import type { SandboxRegistry } from './registry.ts'
+import { exitedError, type SandboxRegistry } from './registry.ts'
 import type { Sandbox } from './sandbox.ts'
 
 /** What url(port) needs to reach a sandbox's own ports. */
@@ -38,6 +38,7 @@ export class ProxyTargets {
   async target(id: string): Promise<ProxyTarget> {
     const s = this.opts.registry.find(id)
     if (!s) throw Errors.runNotFound(id)
+    if (s.status === 'exited') throw exitedError(s)
     if (s.status !== 'running') {
       throw Errors.conflict(
         `sandbox ${id} is ${s.status === 'destroying' ? 'being destroyed' : s.status}, not running: its ports cannot be reached`,

@@ -90,15 +90,27 @@ async function rebuild(
   c: ManagedSandbox,
   saved: PersistedSandbox | undefined,
 ): Promise<Sandbox | undefined> {
-  if (c.state === 'stopped' || !saved) return undefined
+  if (!saved) return undefined
   const sandbox: Sandbox = { ...saved, inFlight: 0, secrets: [] }
   sandbox.secrets = await secretsOf(deps.engine, c.containerId, saved.credentialNames)
-  if (c.state === 'hibernated') {
+  if (c.state === 'stopped') {
+    // Its container stopped on its own, before or while the emulator was down: it stays, exited.
+    sandbox.status = 'exited'
+    if (!saved.exit) {
+      const exit = await deps.engine.exitState(c.containerId).catch(() => undefined)
+      sandbox.exit = {
+        reason: exit?.oomKilled ? 'oom' : 'exited',
+        exitCode: exit?.exitCode,
+        at: deps.clock.now(),
+      }
+    }
+  } else if (c.state === 'hibernated') {
     // The container says hibernated even if the emulator died before recording it.
     sandbox.status = 'hibernated'
     sandbox.hibernatedAt = saved.hibernatedAt ?? deps.clock.now()
     sandbox.hibernation = saved.hibernation ?? (deps.engine.memorySupport().available ? 'memory' : 'pause')
   } else {
+    sandbox.exit = undefined
     sandbox.status = 'running'
     sandbox.hibernatedAt = undefined
     sandbox.hibernation = undefined

@@ -1,4 +1,4 @@
-import { Errors } from '../errors.ts'
+import { type EmulatorError, Errors } from '../errors.ts'
 import type { Clock } from './clock.ts'
 import { IdleTimers } from './idle-timers.ts'
 import { KeyedLock } from './locks.ts'
@@ -30,7 +30,7 @@ export class SandboxRegistry {
     this.clock = opts.clock
     this.records = opts.records
     this.idle = new IdleTimers(opts.clock, (s) => {
-      if (!this.isLive(s) || s.status !== 'running') return
+      if (!this.isLive(s) || !timed(s)) return
       // An operation still running keeps the sandbox alive; its end re-arms the timer.
       if (s.inFlight > 0 || this.locks.busy(s.id)) return
       opts.onIdle(s)
@@ -40,7 +40,7 @@ export class SandboxRegistry {
   /** Registers a sandbox; a running one gets its idle timer (from its last recorded activity). */
   add(s: Sandbox): void {
     this.byId.set(s.id, s)
-    if (s.status === 'running') this.idle.arm(s)
+    if (timed(s)) this.idle.arm(s)
   }
 
   /** Forgets a destroyed sandbox, its record on disk included. */
@@ -81,8 +81,10 @@ export class SandboxRegistry {
     return this.byId.get(s.id) === s
   }
 
+  /** Throws unless `s` is live and its container has not exited (409: it can only be destroyed). */
   assertAlive(s: Sandbox): void {
     if (!this.isLive(s) || s.status === 'destroying') throw Errors.runNotFound(s.id)
+    if (s.status === 'exited') throw exitedError(s)
   }
 
   /**
@@ -92,7 +94,7 @@ export class SandboxRegistry {
   touch(owner: string, id: string): Sandbox {
     const s = this.get(owner, id)
     s.lastActivityAt = this.clock.now()
-    if (s.status === 'running') this.idle.arm(s)
+    if (timed(s)) this.idle.arm(s)
     this.records.saveActivity(s)
     return s
   }
@@ -115,4 +117,23 @@ export class SandboxRegistry {
   close(): void {
     this.idle.cancelAll()
   }
+}
+
+/** Running sandboxes have an idle timer, and so do exited ones: the timeout clears them away too. */
+function timed(s: Sandbox): boolean {
+  return s.status === 'running' || s.status === 'exited'
+}
+
+/** The answer to work asked of a sandbox whose container has stopped: only destroy is left. */
+export function exitedError(s: Sandbox): EmulatorError {
+  const how =
+    s.exit?.reason === 'oom'
+      ? 'the OOM killer ended its main process'
+      : `its main process ended${s.exit?.exitCode === undefined ? '' : ` (exit code ${s.exit.exitCode})`}`
+  return Errors.conflict(`sandbox ${s.id} has exited: ${how}; destroy it`, {
+    id: s.id,
+    status: 'exited',
+    reason: s.exit?.reason ?? 'exited',
+    exit_code: s.exit?.exitCode ?? null,
+  })
 }

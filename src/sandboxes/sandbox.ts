@@ -1,7 +1,16 @@
 import type { EgressPolicy } from '../egress/policy.ts'
 
 /** A sandbox as the domain knows it. The container behind it is the engine's business. */
-export type SandboxStatus = 'running' | 'hibernated' | 'destroying'
+export type SandboxStatus = 'running' | 'hibernated' | 'exited' | 'destroying'
+
+/** How an exited sandbox's container ended (see exits.ts). */
+export interface SandboxExit {
+  /** `oom`: the OOM killer ended its main process; `exited`: it ended otherwise. */
+  reason: 'exited' | 'oom'
+  exitCode: number | undefined
+  /** When the emulator learnt of it; billing stops here. */
+  at: number
+}
 
 /** Why a sandbox went: asked for, idle past its timeout, or a reset of the emulator. */
 export type DestroyReason = 'api' | 'idle_timeout' | 'reset'
@@ -38,10 +47,13 @@ export interface Sandbox {
   secrets: string[]
   /** Its egress policy, enforced by the egress proxy; absent: unrestricted. */
   egress?: EgressPolicy
+  /** Set once its container stopped without being asked to (status `exited`). */
+  exit?: SandboxExit
 }
 
 /** Uptime that costs money: all of it except hibernation. */
-export function billableMs(s: Sandbox, now: number): number {
+export function billableMs(s: Sandbox, at: number): number {
+  const now = Math.min(at, s.exit?.at ?? at)
   const hibernatedNow = s.hibernatedAt === undefined ? 0 : now - s.hibernatedAt
   return Math.max(0, now - s.createdAt - s.hibernatedMs - hibernatedNow)
 }

@@ -10,7 +10,7 @@ import type { Sandbox } from './sandbox.ts'
  * owner), so this file, not the labels, is the record.
  */
 export type PersistedSandbox = Omit<Sandbox, 'inFlight' | 'secrets' | 'status'> & {
-  status: 'running' | 'hibernated'
+  status: 'running' | 'hibernated' | 'exited'
 }
 
 /** Activity timestamps are written at most this often (they change on every request). */

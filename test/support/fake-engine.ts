@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import { Errors } from '../../src/errors.ts'
 import type {
+  ContainerExit,
   EngineInfo,
   ExecOutcome,
   ExecRequest,
@@ -13,6 +14,7 @@ import type {
   SandboxSpec,
   SnapshotOutcome,
   SnapshotRequest,
+  StopWatch,
   StoredSnapshot,
 } from '../../src/sandboxes/engine.ts'
 
@@ -213,8 +215,52 @@ export class FakeEngine implements SandboxEngine {
     return []
   }
 
-  /** Guests of the fake engine "listen" on the host's loopback, so a test can stand a server in for one. */
-  async address(): Promise<string> {
-    return '127.0.0.1'
+  /**
+   * Guests of the fake engine "listen" on the host's loopback, so a test can stand a server in for one
+   * (unless `addresses` says otherwise); a stopped container has no address, as with Docker.
+   */
+  async address(containerId: string): Promise<string> {
+    if (this.stopped.has(containerId) || this.removed.includes(containerId))
+      throw Errors.engine(`sandbox container ${containerId} has no IP address`)
+    return this.addresses.get(containerId) ?? '127.0.0.1'
+  }
+
+  /** Containers that stopped on their own (see stop), and where each container's guest is reached. */
+  readonly stopped = new Map<string, ContainerExit>()
+  readonly addresses = new Map<string, string>()
+  private readonly stopWatchers = new Set<(containerId: string) => void>()
+
+  /** Whether the engine's events are followed (false: as while the engine restarts; stops go unheard). */
+  following = true
+
+  watchStops(_labels: Record<string, string>, onStop: (containerId: string) => void): StopWatch {
+    this.stopWatchers.add(onStop)
+    const engine = this
+    return {
+      get connected() {
+        return engine.following
+      },
+      close: () => this.stopWatchers.delete(onStop),
+    }
+  }
+
+  async exitState(containerId: string): Promise<ContainerExit | undefined> {
+    if (this.removed.includes(containerId)) return { exitCode: undefined, oomKilled: false }
+    if (this.hibernated.has(containerId)) return { exitCode: 0, oomKilled: false }
+    return this.stopped.get(containerId)
+  }
+
+  /**
+   * A container stops without the emulator asking (its main process ended, an OOM kill), and the
+   * engine's event reaches the watchers unless `tell` is false (an event missed while disconnected).
+   */
+  stop(containerId: string, exit: ContainerExit = { exitCode: 137, oomKilled: false }, tell = true): void {
+    this.stopped.set(containerId, exit)
+    if (tell) this.report(containerId)
+  }
+
+  /** The engine's event that `containerId` stopped reaches the watchers, whatever its state now. */
+  report(containerId: string): void {
+    if (this.following) for (const watcher of this.stopWatchers) watcher(containerId)
   }
 }
