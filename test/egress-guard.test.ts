@@ -9,10 +9,14 @@ import { containerOf, describeWithDocker, newClient, sandboxTracker } from './su
  * SDK on the real engine. Each probe is a raw CONNECT from the guest to the proxy (busybox nc).
  */
 
-/** One CONNECT through the sandbox's proxy, then a request in the tunnel; what came back. */
+/**
+ * One CONNECT through the sandbox's proxy, then a request in the tunnel; what came back, read until the
+ * proxy closes the connection (nc's -e program writes the request, then copies the answer out). Not a
+ * fixed wait: a proxy slower than that on a busy machine would look like an empty answer.
+ */
 async function connectVia(s: Sandbox, target: string): Promise<string> {
   const r = await s.exec(
-    `(printf 'CONNECT ${target} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n'; sleep 1) | timeout 15 nc isorun-egress 3128`,
+    `timeout 15 nc isorun-egress 3128 -e sh -c "printf 'CONNECT ${target} HTTP/1.1\\r\\n\\r\\nGET / HTTP/1.0\\r\\n\\r\\n'; cat >&2" 2>&1`,
     30,
   )
   return r.stdout
