@@ -27,6 +27,8 @@ export interface WarmPoolOptions {
    * create costs Docker (and so the machine) CPU, which API calls should not have to share.
    */
   quiet?: () => boolean
+  /** After a key's container fails to start, the first wait before trying it again (doubling each time). */
+  retryMs?: number
 }
 
 interface Slot {
@@ -35,10 +37,15 @@ interface Slot {
   lastUsed: number
   /** Order of use, for keys used in the same millisecond (always, under a virtual clock). */
   useSeq: number
+  /** Containers of this key that failed to start in a row, and when (performance.now) to try again. */
+  failures: number
+  retryAt: number
 }
 
 /** Pause between two refills, so that refilling yields to the API work that made it necessary. */
 const REFILL_GAP_MS = 25
+/** The longest wait before trying a failing key again. */
+const MAX_RETRY_MS = 10 * 60_000
 
 /**
  * Started containers kept ready per (image, vcpus, memory) that has been asked for recently, so that a
@@ -93,6 +100,7 @@ export class WarmPool {
   /** Removes every pooled container (on shutdown). */
   async drain(): Promise<void> {
     this.closed = true
+    clearTimeout(this.retryTimer)
     await this.current
     const all = [...this.slots.values()].flatMap((s) => s.ready.splice(0))
     await Promise.all(all.map((id) => this.opts.engine.remove(id).catch(() => {})))
@@ -102,7 +110,7 @@ export class WarmPool {
     const id = slotId(key)
     let slot = this.slots.get(id)
     if (!slot) {
-      slot = { key, ready: [], lastUsed: this.opts.clock.now(), useSeq: ++this.uses }
+      slot = { key, ready: [], lastUsed: this.opts.clock.now(), useSeq: ++this.uses, failures: 0, retryAt: 0 }
       this.slots.set(id, slot)
       this.evict()
     }
@@ -144,15 +152,24 @@ export class WarmPool {
     setTimeout(start, REFILL_GAP_MS).unref()
   }
 
-  /** Fills the emptiest slot by one container, then goes again until every warm key is full. */
+  /**
+   * Fills the emptiest slot by one container, then goes again until every warm key is full. A key
+   * whose container fails to start (an image that is not there) waits before its next try, twice as
+   * long each time: its creates go cold meanwhile, and the other keys are still filled.
+   */
   private async refill(): Promise<void> {
-    let filled = false
+    let again = false
+    let slot: Slot | undefined
     try {
       this.evict()
-      const slot = [...this.slots.values()]
-        .filter((s) => s.ready.length < this.opts.size)
-        .sort((a, b) => a.ready.length - b.ready.length)[0]
-      if (!slot || this.closed) return
+      const now = performance.now()
+      const wanting = [...this.slots.values()].filter((s) => s.ready.length < this.opts.size)
+      slot = wanting.filter((s) => s.retryAt <= now).sort((a, b) => a.ready.length - b.ready.length)[0]
+      if (!slot) {
+        this.retryLater(wanting)
+        return
+      }
+      if (this.closed) return
       const containerId = await this.opts.engine.createPooled({
         poolId: `pool${randomBytes(8).toString('hex')}`,
         image: slot.key.image,
@@ -164,15 +181,48 @@ export class WarmPool {
         await this.opts.engine.remove(containerId)
         return
       }
+      if (slot.failures > 0)
+        this.opts.log.info({ image: slot.key.image }, `warm pool: ${slot.key.image} starts again`)
+      slot.failures = 0
       slot.ready.push(containerId)
-      filled = true
+      again = true
     } catch (err) {
-      // Not retried in a loop: an image that cannot run would spin. The next demand tries again.
-      this.opts.log.warn({ err }, 'warm pool refill failed; creates go cold for that image')
+      if (slot) this.failed(slot, err)
+      again = true
     } finally {
       this.refilling = false
-      if (filled) this.scheduleRefill()
+      if (again) this.scheduleRefill()
     }
+  }
+
+  /** Backs a failing key off; says so once per run of failures, in one line (no stack trace). */
+  private failed(slot: Slot, err: unknown): void {
+    const wait = Math.min((this.opts.retryMs ?? 30_000) * 2 ** slot.failures, MAX_RETRY_MS)
+    slot.failures++
+    slot.retryAt = performance.now() + wait
+    const why = err instanceof Error ? err.message : String(err)
+    const data = { image: slot.key.image, failures: slot.failures, retryInMs: wait }
+    if (slot.failures === 1) {
+      this.opts.log.warn(
+        data,
+        `warm pool: cannot start a container of ${slot.key.image} (${why}); its creates go cold, and the pool tries again less and less often (up to every ${MAX_RETRY_MS / 60_000} min)`,
+      )
+    } else this.opts.log.debug(data, `warm pool: ${slot.key.image} still cannot start (${why})`)
+  }
+
+  /** When every key that wants a container is backing off, one timer for the first of them to retry. */
+  private retryTimer: NodeJS.Timeout | undefined
+  private retryLater(waiting: Slot[]): void {
+    if (waiting.length === 0 || this.closed || this.retryTimer) return
+    const next = Math.min(...waiting.map((s) => s.retryAt))
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = undefined
+        this.scheduleRefill()
+      },
+      Math.max(0, next - performance.now()),
+    )
+    this.retryTimer.unref()
   }
 }
 
