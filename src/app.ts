@@ -33,6 +33,8 @@ import { runRoutes } from './http/routes/runs.ts'
 import { uiRoutes } from './http/routes/ui.ts'
 import { findRunBeforeBody } from './http/run-guard.ts'
 import { clearUploadSpool } from './http/upload-body.ts'
+import { ImageMap } from './images/image-map.ts'
+import { standInBuildCommand } from './images/stand-ins.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import { createSandboxDomain, type SandboxDomain } from './sandboxes/domain.ts'
@@ -74,6 +76,8 @@ export interface App {
   clock: Clock
   /** Prepares the seed file's sandboxes and snapshots (at start and after a reset). */
   seeder: Seeder
+  /** The local image run for each image a create names. */
+  images: ImageMap
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -124,6 +128,11 @@ export function buildApp(deps: AppDeps): App {
     },
   })
   const records = new SandboxStateStore(identity.dataDir, writes)
+  const images = new ImageMap(
+    config.standIns,
+    config.imageMap,
+    config.standIns ? standInBuildCommand(config.standIns) : undefined,
+  )
   const sandboxes = createSandboxDomain({
     engine,
     clock,
@@ -141,6 +150,7 @@ export function buildApp(deps: AppDeps): App {
     },
     egressEnforcer: egressGateway,
     limits: sandboxLimits(config, deps.engineInfo),
+    images,
   })
 
   const { audit, history } = openAccountLogs({
@@ -186,6 +196,7 @@ export function buildApp(deps: AppDeps): App {
       config,
       egressStatus: egressGateway.status(),
       limits: sandboxes.quotas.limits,
+      images: images.entries(),
     })
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
     prefix: '/_emulator',
@@ -226,6 +237,7 @@ export function buildApp(deps: AppDeps): App {
     journal,
     clock,
     seeder,
+    images,
   }
 }
 

@@ -1,6 +1,7 @@
 import type { Config } from './config.ts'
 import type { EgressStatus } from './egress/gateway.ts'
 import { type AbilityTable, ENGINE_ABILITIES } from './engine-abilities.ts'
+import { type ImageMapEntry, STAND_INS } from './images/image-map.ts'
 import type { EngineInfo, MemorySupport } from './sandboxes/engine.ts'
 import type { SandboxLimits } from './sandboxes/quotas.ts'
 
@@ -39,6 +40,8 @@ export interface Capabilities {
   proxy_fast_lane: boolean
   /** DevTools discovery at the emulator's root (/json/version), for clients that drop url(port)'s prefix. */
   cdp_root_discovery: { enabled: boolean; port: number; why: string }
+  /** The image map: the local image that runs for each name a create may give (docs/images.md). */
+  image_map: { requested: string; image: string; from: string }[]
 }
 
 export interface EgressCapability {
@@ -66,6 +69,8 @@ export interface CapabilityFacts {
   config: Pick<Config, 'execOutputLimit' | 'strict' | 'fastProxy' | 'cdpDiscovery'>
   egressStatus: EgressStatus
   limits: SandboxLimits
+  /** The image map's entries (none: no map). */
+  images?: ImageMapEntry[]
 }
 
 /** What egress enforcement does here, for GET /_emulator/capabilities. */
@@ -92,6 +97,7 @@ export function describeCapabilities({
   config,
   egressStatus,
   limits,
+  images = [],
 }: CapabilityFacts): Capabilities {
   return {
     engine,
@@ -124,5 +130,10 @@ export function describeCapabilities({
     egress: describeEgress(egressStatus),
     proxy_fast_lane: config.fastProxy,
     cdp_root_discovery: config.cdpDiscovery,
+    image_map: images.map((e) => ({
+      requested: e.requested,
+      image: e.image,
+      from: e.standIn ? `built-in stand-in: ${STAND_INS[e.standIn].made}` : 'ISORUN_EMULATOR_IMAGE_MAP',
+    })),
   }
 }

@@ -3,7 +3,9 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { parseHostMap } from './egress/resolver.ts'
+import { DEFAULT_STAND_IN_REPOSITORY, parseImageMap } from './images/image-map.ts'
 import { type PullPolicy, parseRegistries } from './images/pull-policy.ts'
+import { parseImageReference } from './images/reference.ts'
 import { defaultPodmanUrl, parsePodmanUrl } from './podman/endpoint.ts'
 
 /**
@@ -128,6 +130,37 @@ export const SETTINGS = {
     }),
     default: 'docker.io',
     help: 'registries pulls may contact, `host[:port]` comma-separated; `*`: any (see [images](images.md))',
+  },
+  imageMap: {
+    env: 'ISORUN_EMULATOR_IMAGE_MAP',
+    schema: z.string().transform((s, ctx) => {
+      try {
+        return parseImageMap(s)
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message })
+        return z.NEVER
+      }
+    }),
+    default: '',
+    shownDefault: 'none',
+    flag: { name: 'image-map', arg: 'NAME=IMAGE', repeatable: true },
+    help: '`requested=local,...`: the local image to run when a create names `requested`, over the built-in stand-ins (see [images](images.md))',
+  },
+  // A repository of the emulator's own: a test points it at a fresh one to see a first start.
+  standIns: {
+    env: 'ISORUN_EMULATOR_STAND_INS',
+    schema: z
+      .string()
+      .transform((s) => (s === 'off' ? '' : s))
+      .superRefine((repo, ctx) => {
+        try {
+          if (repo) parseImageReference(`${repo}/node:22`)
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', message: `not a repository name: ${(err as Error).message}` })
+        }
+      }),
+    default: DEFAULT_STAND_IN_REPOSITORY,
+    help: 'repository of the stand-in images built offline at the first start for `node:22-slim`, `node:22` and `python:3.12-slim`; `off`: no stand-ins (see [images](images.md))',
   },
   engine: {
     env: 'ISORUN_EMULATOR_ENGINE',

@@ -1,7 +1,8 @@
+import { join } from 'node:path'
 import type { Config } from './config.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
-import { Errors } from './errors.ts'
+import { EmulatorError, Errors } from './errors.ts'
 import { ensurePodmanService, parsePodmanUrl, podmanDockerClient } from './podman/endpoint.ts'
 import { PodmanEngine } from './podman/podman-engine.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
@@ -21,7 +22,11 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
     pull: config.pull,
     criu: config.criu,
   }
-  if (config.engine === 'docker') return DockerEngine.connect(createDockerClient(), settings)
+  if (config.engine === 'docker') {
+    return DockerEngine.connect(createDockerClient(), settings).catch((err: unknown) => {
+      throw withProvisionHint(err)
+    })
+  }
 
   const endpoint = parsePodmanUrl(config.podmanUrl)
   const docker = podmanDockerClient(endpoint)
@@ -29,7 +34,9 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
     const started = await ensurePodmanService(endpoint, () => docker.ping())
     if (started) log({ endpoint: endpoint.url }, started)
   } catch (err) {
-    throw Errors.engineUnavailable(`Podman's API service at ${endpoint.url}: ${(err as Error).message}`)
+    throw withProvisionHint(
+      Errors.engineUnavailable(`Podman's API service at ${endpoint.url}: ${(err as Error).message}`),
+    )
   }
   const source = createDockerClient()
   const imageSource = await source.ping().then(
@@ -43,4 +50,18 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
     initPath: config.podmanInit,
     log,
   })
+}
+
+/** The script that provisions a bare Debian host (Docker with CRIU, Podman), shipped with the package. */
+const PROVISION_SCRIPT = join(import.meta.dirname, '..', 'scripts', 'provision.sh')
+
+/** An engine that cannot be reached at start: the one command that provisions this host, said. */
+function withProvisionHint(err: unknown): unknown {
+  if (!(err instanceof EmulatorError) || err.code !== 'engine_unavailable') return err
+  return new EmulatorError(
+    err.code,
+    err.status,
+    `${err.message}. No container engine here? Provision this host once (Debian; installs Docker with CRIU, and Podman) with: sudo bash ${PROVISION_SCRIPT}`,
+    err.details,
+  )
 }

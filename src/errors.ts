@@ -77,15 +77,32 @@ export const Errors = {
     new EmulatorError('not_a_directory', 400, `not a directory: ${path}`, { path }),
   conflict: (message: string, details?: Record<string, unknown>) =>
     new EmulatorError('conflict', 409, message, details),
-  imageUnavailable: (image: string, why: string) =>
-    new EmulatorError(
-      'image_unavailable',
-      400,
-      `image ${image} is not available locally and could not be pulled: ${why}`,
-      {
-        image,
-      },
-    ),
+  /**
+   * `mapped`: the name the create gave, when the image map chose `image` for it; `standIn`: the command
+   * that builds `image` when it is one of the emulator's stand-ins. The message ends with how to get it.
+   */
+  imageUnavailable: (image: string, why: string, mapped?: { requested: string; standIn?: string }) => {
+    const how = mapped?.standIn
+      ? [`restart the emulator (it builds missing stand-ins at start)`, `run ${mapped.standIn}`]
+      : [
+          `docker pull ${image} where a registry is reachable`,
+          `docker load -i FILE (an archive docker save made elsewhere)`,
+          `docker tag LOCAL_IMAGE ${image}`,
+          `docker build -t ${image} DIR`,
+        ]
+    how.push(`map ${mapped?.requested ?? image} to an image you have (ISORUN_EMULATOR_IMAGE_MAP)`)
+    const what = !mapped
+      ? `image ${image} is not available locally and could not be pulled`
+      : mapped.standIn
+        ? `image ${mapped.requested} runs the stand-in ${image}, which is not built`
+        : `image ${mapped.requested} runs ${image} (ISORUN_EMULATOR_IMAGE_MAP), which is not available locally and could not be pulled`
+    return new EmulatorError('image_unavailable', 400, `${what}: ${why}. To get it: ${how.join('; or ')}`, {
+      image,
+      ...(mapped ? { requested: mapped.requested } : {}),
+      why,
+      how,
+    })
+  },
   notImplemented: (what: string) =>
     new EmulatorError(
       'not_implemented',

@@ -4,6 +4,7 @@ import { type App, buildApp } from './app.ts'
 import { type Config, isWildcardHost } from './config.ts'
 import { runInitScripts } from './control/seed.ts'
 import { createEngine } from './engines.ts'
+import { ensureStandIns } from './images/stand-ins.ts'
 import { type Clock, VirtualClock } from './sandboxes/clock.ts'
 import type { SandboxDomain } from './sandboxes/domain.ts'
 import type { SandboxEngine } from './sandboxes/engine.ts'
@@ -83,8 +84,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const recovered = await sandboxes.recover()
   if (recovered.adopted || recovered.reaped) app.log.info(recovered, 'recovered sandboxes from the engine')
 
-  // The SDK's default image is kept warm from the start (its refill fails quietly if it is not here).
-  pool.prewarm({ image: 'node:22-slim', vcpus: 1, memMib: 1024 })
+  // On a first start the SDK's images are not here: the stand-ins are built before the API answers, so
+  // the Quickstart works offline (a fake engine, in tests, has every image).
+  if (!options.engine && config.standIns) await ensureStandIns(engine, config.standIns, built.images, app.log)
+  // The SDK's default image is kept warm from the start (its refill backs off if it is not here).
+  pool.prewarm({ image: sandboxes.lifecycle.resolveImage('node:22-slim'), vcpus: 1, memMib: 1024 })
   await built.seeder.apply()
   const listening = await listen(app, config.host, config.port)
   if (listening.extra) listeners.push(listening.extra)

@@ -80,7 +80,8 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       const res = await create({})
       expect(res.statusCode).toBe(201)
       expect(res.json()).toMatchObject({
-        image: 'node:22-slim',
+        // The image that runs for the SDK's default: the image map's stand-in.
+        image: 'isorun-emulator-stand-in/node:22',
         vcpus: 1,
         mem_mib: 1024,
         disk_mib: 4096,

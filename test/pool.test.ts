@@ -37,7 +37,8 @@ describeWithDocker('the warm pool', () => {
     waitFor(async () => (ready(image) >= n ? true : undefined), 20_000, 50)
 
   it('keeps the default image warm from the start', async () => {
-    expect(await untilReady('node:22-slim', 2)).toBe(true)
+    // The image that runs for node:22-slim (the image map's stand-in).
+    expect(await untilReady(server.sandboxes.lifecycle.resolveImage('node:22-slim'), 2)).toBe(true)
   })
 
   it('hands out a started container at once after the first cold create, and refills behind it', async () => {

@@ -89,10 +89,11 @@ export abstract class CompatEngine implements SandboxEngine {
     }
   }
 
-  async ensureImage(image: string): Promise<void> {
+  async ensureImage(image: string, options: { pull?: boolean } = {}): Promise<void> {
     const ref = engineReference(image)
     if (await hasImage(this.docker, ref, image)) return
     if (await this.importMissing(ref, image)) return
+    if (options.pull === false) throw Errors.imageUnavailable(image, 'it is not present, and never pulled')
     const refused = pullRefusal(ref, this.opts.pull)
     if (refused) throw Errors.imageUnavailable(image, refused)
     await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs)

@@ -1,4 +1,5 @@
 import type { PricingConfig } from '../config.ts'
+import type { ImageMap } from '../images/image-map.ts'
 import { GuestAddresses } from './addresses.ts'
 import { SandboxCheckpoints } from './checkpoints.ts'
 import type { Clock } from './clock.ts'
@@ -39,6 +40,8 @@ export interface SandboxDomainOptions {
   egressEnforcer?: EgressEnforcer
   /** Sizes and per-key quotas; by default derived from this machine (see quotas.ts). */
   limits?: SandboxLimits
+  /** The local image to run for the one a create names (none: the name as given). */
+  images?: ImageMap
 }
 
 /**
@@ -92,6 +95,7 @@ export function createSandboxDomain(o: SandboxDomainOptions): SandboxDomain {
     pool: o.pool,
     egressEnforcer: o.egressEnforcer,
     quotas,
+    images: o.images,
   })
   const exits = new SandboxExits({
     engine: o.engine,

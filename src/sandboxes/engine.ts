@@ -175,8 +175,11 @@ export interface SandboxEngine {
   ping(): Promise<void>
   /** Throws engine_unavailable when the engine cannot be reached. */
   info(): Promise<EngineInfo>
-  /** Makes the image present locally (pulling it if needed) or throws image_unavailable. */
-  ensureImage(image: string): Promise<void>
+  /**
+   * Makes the image present locally (pulling it if needed and `pull` is not false) or throws
+   * image_unavailable.
+   */
+  ensureImage(image: string, options?: { pull?: boolean }): Promise<void>
   /** Creates and starts a sandbox; returns the engine's id for it. */
   create(spec: SandboxSpec): Promise<string>
   /** Creates and starts a warm-pool container (no owner, no credentials). */

@@ -1,6 +1,7 @@
 import type { PricingConfig } from '../config.ts'
 import type { EgressPolicy } from '../egress/policy.ts'
 import { EmulatorError, Errors } from '../errors.ts'
+import type { ImageMap } from '../images/image-map.ts'
 import { costCents } from './billing.ts'
 import type { Clock } from './clock.ts'
 import type { EgressEnforcer } from './egress-enforcer.ts'
@@ -50,6 +51,8 @@ export interface SandboxLifecycleOptions {
   egressEnforcer?: EgressEnforcer
   /** Per-key quotas: a create takes its room before anything is made. */
   quotas: Quotas
+  /** The local image to run for the one a create names (none: the name as given). */
+  images?: ImageMap
 }
 
 /** A sandbox before its container exists. */
@@ -90,15 +93,17 @@ export class SandboxLifecycle {
 
   private async createWithin(owner: string, input: CreateInput): Promise<Sandbox> {
     const began = performance.now()
+    // The record names the image that runs (the SDK documents `image` as the resolved image name).
+    const image = this.resolveImage(input.image)
     // A pooled container cannot take credentials (a started container's environment is fixed), so a
     // sandbox with credentials is always created cold.
     const poolable = Object.keys(input.credentials).length === 0 && !input.egress
     const pooled = poolable
-      ? this.opts.pool?.take({ image: input.image, vcpus: input.vcpus, memMib: input.memMib })
+      ? this.opts.pool?.take({ image, vcpus: input.vcpus, memMib: input.memMib })
       : undefined
-    if (!pooled) await this.engine.ensureImage(input.image)
+    if (!pooled) await this.ensureImage(input.image, image)
     const started = this.now()
-    const base = this.newSandbox(owner, { ...input, engineImage: input.image }, started)
+    const base = this.newSandbox(owner, { ...input, image, engineImage: image }, started)
     let containerId: string
     if (pooled) {
       containerId = pooled
@@ -124,6 +129,25 @@ export class SandboxLifecycle {
       ...(sandbox.egress ? { egress: sandbox.egress } : {}),
     })
     return sandbox
+  }
+
+  /** The local image that runs for `requested` (the image map's choice, else the name as given). */
+  resolveImage(requested: string): string {
+    return this.opts.images?.resolve(requested).image ?? requested
+  }
+
+  /** Makes `image` present; a stand-in is never pulled (its name means nothing to a registry). */
+  private async ensureImage(requested: string, image: string): Promise<void> {
+    const entry = this.opts.images?.resolve(requested).entry
+    try {
+      await this.engine.ensureImage(image, { pull: !entry?.standIn })
+    } catch (err) {
+      if (!entry || !(err instanceof EmulatorError) || err.code !== 'image_unavailable') throw err
+      throw Errors.imageUnavailable(image, String(err.details?.why ?? err.message), {
+        requested,
+        ...(entry.standIn ? { standIn: this.opts.images?.buildCommand ?? 'npm run fixtures' } : {}),
+      })
+    }
   }
 
   /** A new sandbox started from a snapshot (a restore, or one child of a fork). */

@@ -91,7 +91,11 @@ export class FakeEngine implements SandboxEngine {
     }
   }
 
-  async ensureImage(image: string): Promise<void> {
+  /** Every ensureImage call, with whether it allowed a pull. */
+  readonly ensured: { image: string; pull: boolean }[] = []
+
+  async ensureImage(image: string, options: { pull?: boolean } = {}): Promise<void> {
+    this.ensured.push({ image, pull: options.pull !== false })
     if (image.startsWith('missing/')) throw Errors.imageUnavailable(image, 'not found')
   }
 

@@ -49,9 +49,16 @@ export default async function setup(project: TestProject) {
     return
   }
 
+  // The fixtures, and the stand-ins the emulator's image map runs for node:22-slim, node:22 and
+  // python:3.12-slim (rebuilt when their recipe changed; the emulator itself only builds missing ones).
+  const standIns = loadConfig(engineEnv()).standIns
   execFileSync(
     'bash',
-    [join(repoRoot, 'fixtures', 'build-images.sh'), ...(testEngine === 'podman' ? ['--podman'] : [])],
+    [
+      join(repoRoot, 'fixtures', 'build-images.sh'),
+      ...(testEngine === 'podman' ? ['--podman'] : []),
+      ...(standIns ? ['--stand-ins', standIns] : []),
+    ],
     { stdio: 'inherit' },
   )
 
