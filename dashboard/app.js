@@ -1,8 +1,19 @@
 // @ts-check
 ;(() => {
+  // sessionStorage: this tab only, gone with it, and (like everything of this origin) out of reach of
+  // url(port) pages, which are on the API's origin, never this one.
   const KEY_STORAGE = 'isorun-emulator.dashboard.api-key'
+  const TENANT_STORAGE = 'isorun-emulator.dashboard.tenant'
+  const TENANT_HEADER = 'x-isorun-emulator-tenant'
   const POLL_MS = 1000
   let apiKey = ''
+  // Without a key, on loopback: a tenant the control plane lists (its key's SHA-256).
+  let tenant = ''
+  // Whether GET /_emulator/tenants answers (loopback, no admin token); undefined until asked.
+  /** @type {boolean | undefined} */
+  let tenantsOpen
+  /** What the SDK's records do not say, by sandbox id (from /_emulator/tenants). */
+  let watched = new Map()
   let generation = 0
   let skewMs = 0
   const pending = new Map()
@@ -101,7 +112,11 @@
   }
   function api(method, path, body) {
     /** @type {Record<string, string>} */
-    const headers = { authorization: `Bearer ${apiKey}` }
+    const headers = {}
+    if (path.indexOf('/v1/') === 0) {
+      if (apiKey) headers.authorization = `Bearer ${apiKey}`
+      else headers[TENANT_HEADER] = tenant
+    }
     /** @type {RequestInit} */
     const init = { method: method, headers: headers, cache: 'no-store' }
     if (body !== undefined) {
@@ -114,10 +129,14 @@
           let code = `http_${res.status}`,
             message = text || res.statusText
           try {
-            const e = JSON.parse(text).error
-            if (e) {
-              code = e.code
-              message = e.message
+            const e = JSON.parse(text)
+            // Either body shape: { error: { code, message } } or { error: "message", code }.
+            if (e && typeof e.error === 'object' && e.error) {
+              code = e.error.code
+              message = e.error.message
+            } else if (e && typeof e.error === 'string') {
+              code = e.code || code
+              message = e.error
             }
           } catch (_) {
             /* not JSON: keep the text */
@@ -194,6 +213,12 @@
         refreshSoon()
       })
   }
+  /** The API's origin (url(port) pages live there): this host, the API's port. */
+  function apiOrigin() {
+    const meta = document.querySelector('meta[name="isorun-api-port"]')
+    const port = meta ? meta.getAttribute('content') : ''
+    return port ? `${location.protocol}//${location.hostname}:${port}` : location.origin
+  }
   function runPath(id, rest) {
     return `/v1/runs/${encodeURIComponent(id)}${rest || ''}`
   }
@@ -207,8 +232,10 @@
     r.status = el('span', 'badge status')
     r.image = el('td')
     r.size = el('td', 'num')
+    r.created = el('td', 'num created')
     r.uptime = el('td', 'num uptime')
-    r.timeout = el('td', 'num')
+    r.timeout = el('td', 'num idle')
+    r.network = el('td', 'network')
     r.port = el('input', 'port')
     r.port.type = 'number'
     r.port.min = '1'
@@ -258,7 +285,18 @@
     idCell.appendChild(r.id)
     const statusCell = el('td')
     statusCell.appendChild(r.status)
-    tr.append(idCell, statusCell, r.image, r.size, r.uptime, r.timeout, urlCell, actionCell)
+    tr.append(
+      idCell,
+      statusCell,
+      r.image,
+      r.size,
+      r.created,
+      r.uptime,
+      r.timeout,
+      r.network,
+      urlCell,
+      actionCell,
+    )
     body.appendChild(tr)
     body.refs = r
     return body
@@ -270,7 +308,7 @@
     const ok = s.status === 'running' && Number.isInteger(port) && port >= 1 && port <= 65535
     r.port.disabled = s.status !== 'running'
     if (ok) {
-      const url = location.origin + runPath(s.id, `/proxy/${port}/`)
+      const url = apiOrigin() + runPath(s.id, `/proxy/${port}/`)
       r.link.href = url
       r.link.title = url
       r.link.className = 'proxy-link'
@@ -294,8 +332,13 @@
     if (r.status.className !== cls) r.status.className = cls
     setText(r.image, s.image)
     setText(r.size, `${s.vcpus} / ${mem(s.mem_mib)}`)
+    setText(r.created, when(s.created_at))
+    r.created.title = s.created_at
     setText(r.uptime, duration(serverNow() - Date.parse(s.created_at)))
-    setText(r.timeout, s.timeout > 0 ? duration(s.timeout * 1000) : 'off')
+    const w = watched.get(s.id)
+    setText(r.timeout, idleText(s, w))
+    if (w) r.timeout.title = `last activity ${when(w.last_activity_at)}`
+    setText(r.network, w ? networkText(w.network) : '-')
     const running = s.status === 'running'
     r.hibernate.classList.toggle('hidden', !running)
     r.resume.classList.toggle('hidden', running)
@@ -303,6 +346,26 @@
     r.snapshot.disabled = Boolean(busy) || !running
     updateLink(body)
     updateAudit(body, s.id)
+  }
+
+  /** The idle timeout and, where known, the time left before it destroys the sandbox. */
+  function idleText(s, w) {
+    if (!(s.timeout > 0)) return 'off'
+    const of = duration(s.timeout * 1000)
+    if (!w) return of
+    if (s.status !== 'running') return `${of} (paused while hibernated)`
+    if (w.busy) return `${of} (busy: not idle)`
+    if (!w.idle_deadline_at) return of
+    return `${duration(Date.parse(w.idle_deadline_at) - serverNow())} left of ${of}`
+  }
+  /** An egress policy in a few words: unrestricted, or its profile and rules. */
+  function networkText(n) {
+    if (!n || (n.allow.length === 0 && n.deny.length === 0)) return 'unrestricted'
+    const parts = []
+    if (n.profile) parts.push(`profile ${n.profile}`)
+    if (n.allow.length) parts.push(`allow ${n.allow.join(', ')}`)
+    if (n.deny.length) parts.push(`deny ${n.deny.join(', ')}`)
+    return parts.join('; ')
   }
 
   // --- audit logs -----------------------------------------------------------------------------------
@@ -483,19 +546,27 @@
   let inFlight = null
   let inFlightGen = -1
   function refresh() {
-    if (!apiKey) return Promise.resolve()
+    if (!apiKey && tenantsOpen === false) return Promise.resolve()
     if (inFlight && inFlightGen === generation) return inFlight
     const gen = generation
     inFlightGen = gen
-    const current = Promise.all([
-      api('GET', '/v1/runs'),
-      api('GET', '/v1/snapshots'),
-      api('GET', '/v1/runs/history'),
-      api('GET', '/v1/usage'),
-    ])
+    const current = loadTenants()
+      .then(() => {
+        if (gen !== generation) return undefined
+        if (!apiKey && !tenant) {
+          if (tenantsOpen) conn('No sandboxes yet: whatever any key makes appears here.', false)
+          return undefined
+        }
+        return Promise.all([
+          api('GET', '/v1/runs'),
+          api('GET', '/v1/snapshots'),
+          api('GET', '/v1/runs/history'),
+          api('GET', '/v1/usage'),
+        ])
+      })
       .then(
         (all) => {
-          if (gen !== generation) return
+          if (gen !== generation || !all) return
           const runs = all[0].runs,
             snaps = all[1].snapshots,
             hist = all[2].sandboxes,
@@ -525,7 +596,8 @@
               if (openAudits.has(id)) audits.push(loadAudit(body, id))
             })
           })
-          conn(`live \u00b7 updated ${when(new Date().toISOString())}`, false)
+          const whose = apiKey ? 'the key above' : tenantLabel(tenant)
+          conn(`live \u00b7 ${whose} \u00b7 updated ${when(new Date().toISOString())}`, false)
           return Promise.all(audits)
         },
         (err) => {
@@ -543,6 +615,76 @@
     inFlight = current
     return current
   }
+  // --- tenants (loopback, no admin token: the person running the emulator needs no key) ------------
+  let tenantLabels = new Map()
+  function tenantLabel(t) {
+    return tenantLabels.get(t) || `key ${t.slice(0, 12)}`
+  }
+  function loadTenants() {
+    if (tenantsOpen === false) return Promise.resolve()
+    const gen = generation
+    return api('GET', '/_emulator/tenants').then(
+      (res) => {
+        if (gen !== generation) return
+        tenantsOpen = true
+        const asOf = Date.parse(res.now)
+        if (Number.isFinite(asOf)) skewMs = asOf - Date.now()
+        watched = new Map()
+        tenantLabels = new Map()
+        res.tenants.forEach((t) => {
+          tenantLabels.set(t.tenant, t.label)
+          t.sandboxes.forEach((w) => {
+            watched.set(w.id, w)
+          })
+        })
+        if (!apiKey && !tenant && res.tenants.length > 0) {
+          let saved = ''
+          try {
+            saved = sessionStorage.getItem(TENANT_STORAGE) || ''
+          } catch (_) {
+            /* storage off */
+          }
+          tenant = res.tenants.some((t) => t.tenant === saved) ? saved : res.tenants[0].tenant
+        }
+        showTenants(res.tenants)
+      },
+      (err) => {
+        if (gen !== generation) return
+        // 401 (an admin token is set) or 403 (not loopback): a key is the only way in.
+        if (err.status === 401 || err.status === 403 || err.status === 404) {
+          tenantsOpen = false
+          $('tenant').classList.add('hidden')
+          watched = new Map()
+          if (!apiKey) conn('Enter an API key: the page shows that key\u2019s sandboxes.', false)
+        }
+      },
+    )
+  }
+  let tenantOptions = ''
+  function showTenants(tenants) {
+    const select = /** @type {HTMLSelectElement} */ ($('tenant'))
+    select.classList.remove('hidden')
+    const options = [['', apiKey ? 'the key above' : 'no tenant yet']].concat(
+      tenants.map((t) => [
+        t.tenant,
+        `${t.label} \u00b7 ${t.sandboxes.length} running or hibernated, ${t.destroyed} destroyed`,
+      ]),
+    )
+    const signature = JSON.stringify(options)
+    if (signature !== tenantOptions) {
+      tenantOptions = signature
+      select.replaceChildren(
+        ...options.map((o) => {
+          const option = /** @type {HTMLOptionElement} */ (el('option', '', o[1]))
+          option.value = o[0]
+          return option
+        }),
+      )
+    }
+    const value = apiKey ? '' : tenant
+    if (select.value !== value) select.value = value
+  }
+
   function conn(text, isError) {
     setText($('conn'), text)
     $('conn').className = isError ? 'error' : ''
@@ -569,47 +711,57 @@
     })
   }
 
-  function useKey(key) {
+  /** Shows `key`'s account, or ('' ) a tenant's where the control plane lists them. */
+  function useKey(key, nextTenant) {
     generation++
     apiKey = key
+    if (nextTenant !== undefined) tenant = nextTenant
     pending.clear()
     clearAll()
     loopToken++
     clearTimeout(timer)
-    if (!key) {
+    if (!key && tenantsOpen === false) {
       conn('Enter an API key: the page shows that key\u2019s sandboxes.', false)
       return
     }
     conn('loading\u2026', false)
     loop()
   }
+  function store(name, value) {
+    try {
+      if (value) sessionStorage.setItem(name, value)
+      else sessionStorage.removeItem(name)
+    } catch (_) {
+      /* storage off: kept in memory only */
+    }
+  }
 
   $('key-form').addEventListener('submit', (ev) => {
     ev.preventDefault()
     const key = input('key').value.trim()
-    try {
-      localStorage.setItem(KEY_STORAGE, key)
-    } catch (_) {
-      /* storage off: keep it in memory */
-    }
+    store(KEY_STORAGE, key)
     useKey(key)
   })
   $('forget-key').addEventListener('click', () => {
-    try {
-      localStorage.removeItem(KEY_STORAGE)
-    } catch (_) {
-      /* nothing stored */
-    }
+    store(KEY_STORAGE, '')
     input('key').value = ''
     useKey('')
   })
+  $('tenant').addEventListener('change', () => {
+    const chosen = /** @type {HTMLSelectElement} */ ($('tenant')).value
+    if (!chosen) return
+    store(KEY_STORAGE, '')
+    store(TENANT_STORAGE, chosen)
+    input('key').value = ''
+    useKey('', chosen)
+  })
   document.addEventListener('visibilitychange', () => {
-    if (!document.hidden && apiKey) loop()
+    if (!document.hidden && (apiKey || tenantsOpen !== false)) loop()
   })
 
   let saved = ''
   try {
-    saved = localStorage.getItem(KEY_STORAGE) || ''
+    saved = sessionStorage.getItem(KEY_STORAGE) || ''
   } catch (_) {
     /* storage off */
   }

@@ -14,10 +14,12 @@ import { hostResolver } from './egress/resolver.ts'
 import { EmulatorError } from './errors.ts'
 import { requireApiKey } from './http/auth.ts'
 import { answerClientError, limitHeadTime } from './http/client-errors.ts'
+import { trustsWithoutToken } from './http/control-guard.ts'
 import { journalSecrets, registerControlHooks } from './http/control-hooks.ts'
 import { registerErrorHandling } from './http/error-handler.ts'
 import { EmulatorNames } from './http/host-names.ts'
 import { openApiFromRoutes } from './http/openapi.ts'
+import { type OriginUrls, servedOnlyOn } from './http/origins.ts'
 import { RequestGuard } from './http/request-guard.ts'
 import { accountRoutes } from './http/routes/accounts.ts'
 import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
@@ -78,6 +80,8 @@ export interface App {
   seeder: Seeder
   /** The local image run for each image a create names. */
   images: ImageMap
+  /** Where the API's and the dashboard's origins are, set once the server listens (server.ts). */
+  origins: OriginUrls
 }
 
 /** Builds the HTTP application: plugins, routes, error handling. It never listens; server.ts does. */
@@ -172,12 +176,13 @@ export function buildApp(deps: AppDeps): App {
   const seeder = new Seeder(config.seedFile ? loadSeedFile(config.seedFile) : undefined, sandboxes, app.log)
   const faults = new FaultInjector()
   const journal = new RequestJournal({ secretsOf: journalSecrets(sandboxes.registry) })
-  const guard = new RequestGuard(new EmulatorNames(config.host, config.allowedHosts))
+  const origins: OriginUrls = {}
+  const guard = new RequestGuard(new EmulatorNames(config.host, config.allowedHosts), origins)
   guard.register(app)
   registerControlHooks(app, faults, journal)
   app.register(
     async (v1) => {
-      requireApiKey(v1, config.apiKeys)
+      requireApiKey(v1, config.apiKeys, (request) => trustsWithoutToken(request, config.adminToken))
       findRunBeforeBody(v1, sandboxes.registry)
       runRoutes(v1, sandboxes, profiles)
       networkProfileRoutes(v1, profiles)
@@ -201,19 +206,46 @@ export function buildApp(deps: AppDeps): App {
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
     prefix: '/_emulator',
   })
+  // The control plane and the dashboard are the person running the emulator's: their own origin only.
   app.register(
-    async (control) =>
-      controlRoutes(control, { sandboxes, seeder, faults, journal, clock, adminToken: config.adminToken }),
+    async (control) => {
+      servedOnlyOn(control, 'admin', origins)
+      controlRoutes(control, {
+        sandboxes,
+        seeder,
+        faults,
+        journal,
+        clock,
+        history,
+        adminToken: config.adminToken,
+      })
+    },
     { prefix: '/_emulator' },
   )
-  // The dashboard: a static page under the emulator's own prefix; its script calls /v1 with a key.
-  app.register(async (ui) => uiRoutes(ui), { prefix: '/_emulator' })
+  // The dashboard: a static page; its script calls /v1 on its own origin, as one key or tenant.
+  app.register(
+    async (ui) => {
+      servedOnlyOn(ui, 'admin', origins)
+      uiRoutes(ui, origins)
+    },
+    { prefix: '/_emulator' },
+  )
   // url(port): same /v1 prefix, outside the bearer-auth scope (the run id in the URL is the credential).
   proxy.followLifecycle(sandboxes.events)
   const targets = sandboxes.proxyTargets
-  app.register(async (guest) => proxyRoutes(guest, targets, proxy), { prefix: '/v1' })
+  // Guests' pages never on the dashboard's origin (origins.ts).
+  app.register(
+    async (guest) => {
+      servedOnlyOn(guest, 'api', origins)
+      proxyRoutes(guest, targets, proxy)
+    },
+    { prefix: '/v1' },
+  )
   // The same proxy for DevTools clients that drop url(port)'s prefix (see cdp-discovery.ts).
-  app.register(async (cdp) => cdpDiscoveryRoutes(cdp, targets, proxy, config.cdpDiscovery))
+  app.register(async (cdp) => {
+    servedOnlyOn(cdp, 'api', origins)
+    cdpDiscoveryRoutes(cdp, targets, proxy, config.cdpDiscovery)
+  })
   proxyUpgrades(app.server, targets, proxy, app.log, faults, guard)
   if (config.fastProxy) proxy.attachFastLane(app.server, fastLaneHooks(targets, faults, journal, guard))
   // Before the server waits for its connections to end: proxied streams and WebSockets never would.
@@ -238,6 +270,7 @@ export function buildApp(deps: AppDeps): App {
     clock,
     seeder,
     images,
+    origins,
   }
 }
 

@@ -6,6 +6,7 @@ import { auditKeyFile, readAuditKeyFile } from './audit/audit-key.ts'
 import { verifyAuditLog } from './audit/verify.ts'
 import { type ConfigEnv, loadConfig, SETTINGS, type Setting } from './config.ts'
 import { settingsHelp } from './config-docs.ts'
+import { SAMPLE_API_KEY } from './http/auth.ts'
 import { startServer } from './server.ts'
 
 const HELP = `isorun-emulator: a local Isorun runner backed by Docker or Podman
@@ -18,9 +19,6 @@ ${settingsHelp()}
   Verifies a sandbox's audit log (the JSON lines GET /v1/runs/:id/audit serves, or the file under
   DIR/audit/) against the HMAC key (DIR/audit.key, or ISORUN_EMULATOR_AUDIT_KEY). Exit 0 if intact.
 `
-
-/** Sample key printed when any key is accepted. */
-const SAMPLE_KEY = 'isorun_local_dev'
 
 /** What closing may take after the shutdown grace period (removing warm containers, the egress proxy). */
 const CLOSE_AFTER_GRACE_MS = 3_000
@@ -37,8 +35,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `isorun-emulator ready; point the isorun SDK at it with:\n` +
       `ISORUN_API_URL=${server.apiUrl}\n` +
-      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_KEY}\n` +
-      `dashboard: ${server.apiUrl}/_emulator/ui\n`,
+      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_API_KEY}\n` +
+      `dashboard: ${server.adminUrl}/_emulator/ui\n`,
   )
 
   let closing = false

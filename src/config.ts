@@ -32,6 +32,7 @@ export interface Setting {
 const boolean = z.enum(['1', '0', 'true', 'false']).transform((v) => v === '1' || v === 'true')
 const port = (min: number) => z.coerce.number().int().min(min).max(65535)
 const text = z.string().min(1)
+const DEFAULT_PORT = '8731'
 
 export const SETTINGS = {
   host: {
@@ -44,9 +45,21 @@ export const SETTINGS = {
   port: {
     env: 'ISORUN_EMULATOR_PORT',
     schema: port(0),
-    default: '8731',
+    default: DEFAULT_PORT,
     flag: { name: 'port', arg: 'N' },
     help: 'TCP port; `0` = any free port (the banner prints the one chosen)',
+  },
+  // Its own port, so its own origin: no page a guest serves through url(port) shares it (security.md).
+  adminPort: {
+    env: 'ISORUN_EMULATOR_ADMIN_PORT',
+    schema: port(0),
+    default: (env) => {
+      const api = Number(env.ISORUN_EMULATOR_PORT || DEFAULT_PORT)
+      return api > 0 && api < 65535 ? String(api + 1) : '0'
+    },
+    shownDefault: 'the API port + 1 (`8732`); `0` when the API port is `0`',
+    flag: { name: 'admin-port', arg: 'N' },
+    help: "TCP port of the dashboard (`/_emulator/ui`) and the control plane, on the same host as the API; `0` = any free port (the banner prints the dashboard's URL)",
   },
   dataDir: {
     env: 'ISORUN_EMULATOR_DATA_DIR',
@@ -455,6 +468,11 @@ export function loadConfig(env: ConfigEnv = process.env): Config {
     // be open to whoever can reach the port (sandboxes included).
     throw new Error(
       `invalid configuration: ISORUN_EMULATOR_HOST=${rest.host} listens beyond loopback, where the control plane (/_emulator) would be open to the network; set ISORUN_EMULATOR_ADMIN_TOKEN (--admin-token), or listen on localhost`,
+    )
+  }
+  if (rest.adminPort !== 0 && rest.adminPort === rest.port) {
+    throw new Error(
+      `invalid configuration: ISORUN_EMULATOR_ADMIN_PORT=${rest.adminPort} is the API's port; the dashboard and the control plane need a port of their own (their own origin)`,
     )
   }
   return {

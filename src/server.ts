@@ -4,6 +4,8 @@ import { type App, buildApp } from './app.ts'
 import { type Config, isWildcardHost } from './config.ts'
 import { runInitScripts } from './control/seed.ts'
 import { createEngine } from './engines.ts'
+import { SAMPLE_API_KEY } from './http/auth.ts'
+import { acceptedOnAdminOrigin } from './http/origins.ts'
 import { ensureStandIns } from './images/stand-ins.ts'
 import { type Clock, VirtualClock } from './sandboxes/clock.ts'
 import type { SandboxDomain } from './sandboxes/domain.ts'
@@ -17,6 +19,12 @@ export interface RunningServer {
   /** The URL to give the SDK: `http://[::1]:PORT` on loopback, which skips the SDK's HTTP/3 attempt. */
   apiUrl: string
   port: number
+  /**
+   * The dashboard's and the control plane's own origin (`/_emulator/ui`, `/_emulator/faults`...): the
+   * same host, its own port, which no url(port) page shares (http/origins.ts).
+   */
+  adminUrl: string
+  adminPort: number
   app: FastifyInstance
   sandboxes: SandboxDomain
   /** This emulator instance: its id (on every container's labels) and data dir. */
@@ -92,16 +100,23 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   await built.seeder.apply()
   const listening = await listen(app, config.host, config.port)
   if (listening.extra) listeners.push(listening.extra)
+  const admin = await listenAdmin(app, [...listeners], config.adminPort)
+  listeners.push(...admin.servers)
+  const adminUrl = withPort(listening.url, admin.port)
+  built.origins.api = listening.url
+  built.origins.admin = adminUrl
   if (config.initDir) {
     await runInitScripts(
       config.initDir,
-      { ISORUN_API_URL: listening.url, ISORUN_API_KEY: config.apiKeys[0] ?? 'isorun_local_dev' },
+      { ISORUN_API_URL: listening.url, ISORUN_API_KEY: config.apiKeys[0] ?? SAMPLE_API_KEY },
       app.log,
     )
   }
   return {
     apiUrl: listening.url,
     port: listening.port,
+    adminUrl,
+    adminPort: admin.port,
     app,
     sandboxes,
     identity,
@@ -159,6 +174,49 @@ async function listen(
     return { url: publicUrl(host, bound), port: bound }
   }
   return { url: publicUrl(host, bound), port: bound, extra }
+}
+
+/**
+ * The dashboard's origin: a listener beside each of the API's (the same addresses, its own port), whose
+ * connections are marked as the dashboard's and handed to the same HTTP server, which serves each origin
+ * its own routes (origins.ts).
+ */
+async function listenAdmin(
+  app: FastifyInstance,
+  apiListeners: Server[],
+  port: number,
+): Promise<{ port: number; servers: Server[] }> {
+  const servers: Server[] = []
+  let bound = port
+  try {
+    for (const api of apiListeners) {
+      const address = api.address()
+      if (typeof address !== 'object' || !address) continue
+      const server = createNetServer((socket) => {
+        acceptedOnAdminOrigin(socket)
+        app.server.emit('connection', socket)
+      })
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen({ host: address.address, port: bound }, resolve)
+      })
+      servers.push(server)
+      bound = boundPort(server.address(), bound)
+    }
+  } catch (err) {
+    for (const server of servers) server.close()
+    throw new Error(
+      `cannot listen on the dashboard's port ${port} (ISORUN_EMULATOR_ADMIN_PORT, --admin-port): ${(err as Error).message}`,
+    )
+  }
+  return { port: bound, servers }
+}
+
+/** `url` on another port. */
+function withPort(url: string, port: number): string {
+  const u = new URL(url)
+  u.port = String(port)
+  return u.origin
 }
 
 function boundPort(address: ReturnType<Server['address']>, fallback: number): number {

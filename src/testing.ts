@@ -26,6 +26,8 @@ export interface StartEmulatorOptions {
 export interface StartedEmulator {
   /** The fast `http://[::1]:PORT` URL to give the SDK (ISORUN_API_URL). */
   apiUrl: string
+  /** The dashboard's and the control plane's own origin (`${adminUrl}/_emulator/ui`). */
+  adminUrl: string
   /** A key of this emulator's own: sandboxes made with it are invisible to other keys (other test files). */
   apiKey: string
   faults: {
@@ -98,6 +100,7 @@ async function start(options: StartEmulatorOptions, ownDir: boolean): Promise<St
     dataDir,
     server,
     apiUrl: server.apiUrl,
+    adminUrl: server.adminUrl,
     apiKey: `isorun_test_${randomBytes(8).toString('hex')}`,
     faults: {
       add: (spec) => faults.add({ action: 'error', ...spec }),

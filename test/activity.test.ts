@@ -19,7 +19,7 @@ describeWithDocker('activity and the idle timer, under the virtual clock', () =>
   let isorun: Isorun
 
   const advance = async (seconds: number) => {
-    const res = await fetch(`${emu.apiUrl}/_emulator/clock/advance`, {
+    const res = await fetch(`${emu.adminUrl}/_emulator/clock/advance`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ seconds }),

@@ -43,8 +43,8 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
 
     it('is moved and read over HTTP too; a real clock refuses to move', async () => {
       const clockNow = async (res: Response) => Date.parse(((await res.json()) as { now: string }).now)
-      const before = await clockNow(await fetch(`${emu.apiUrl}/_emulator/clock`))
-      const res = await fetch(`${emu.apiUrl}/_emulator/clock/advance`, {
+      const before = await clockNow(await fetch(`${emu.adminUrl}/_emulator/clock`))
+      const res = await fetch(`${emu.adminUrl}/_emulator/clock/advance`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ seconds: 60 }),
@@ -52,7 +52,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       expect((await clockNow(res)) - before).toBe(60_000)
       const real = await startEmulator({ env: engineEnv() })
       try {
-        const refused = await fetch(`${real.apiUrl}/_emulator/clock/advance`, {
+        const refused = await fetch(`${real.adminUrl}/_emulator/clock/advance`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({ seconds: 1 }),
@@ -130,7 +130,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
 
     it('is managed over HTTP: create, list, delete, with a 400 naming a bad field', async () => {
       const post = (body: unknown) =>
-        fetch(`${emu.apiUrl}/_emulator/faults`, {
+        fetch(`${emu.adminUrl}/_emulator/faults`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify(body),
@@ -142,12 +142,15 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       )
       const { id } = (await (await post({ path: '^/v1/usage$', status: 503 })).json()) as { id: string }
       expect(await statusOf(isorun.usage())).toBe(503)
-      const listed = (await (await fetch(`${emu.apiUrl}/_emulator/faults`)).json()) as {
+      const listed = (await (await fetch(`${emu.adminUrl}/_emulator/faults`)).json()) as {
         faults: { id: string }[]
       }
       expect(listed.faults.map((f) => f.id)).toContain(id)
       const json = { 'content-type': 'application/json' }
-      const deleted = await fetch(`${emu.apiUrl}/_emulator/faults/${id}`, { method: 'DELETE', headers: json })
+      const deleted = await fetch(`${emu.adminUrl}/_emulator/faults/${id}`, {
+        method: 'DELETE',
+        headers: json,
+      })
       expect(deleted.status).toBe(200)
       expect(await statusOf(isorun.usage())).toBe(200)
     })
@@ -163,7 +166,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       const [create] = emu.requests({ path: '/v1/runs', method: 'POST' }).filter((r) => r.path === '/v1/runs')
       expect(JSON.stringify(create)).not.toContain('journal-secret-1')
       const overHttp = (await (
-        await fetch(`${emu.apiUrl}/_emulator/requests?method=POST&limit=2`)
+        await fetch(`${emu.adminUrl}/_emulator/requests?method=POST&limit=2`)
       ).json()) as {
         requests: unknown[]
       }
@@ -182,7 +185,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       expect(await isorun.listSnapshots()).toEqual([])
       expect(await other.list()).toHaveLength(1)
       const all = (await (
-        await fetch(`${emu.apiUrl}/_emulator/reset`, {
+        await fetch(`${emu.adminUrl}/_emulator/reset`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body: '{}',
@@ -199,8 +202,8 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
       env: { ...engineEnv(), ISORUN_EMULATOR_ADMIN_TOKEN: 'admin-secret' },
     })
     try {
-      expect((await fetch(`${guarded.apiUrl}/_emulator/faults`)).status).toBe(401)
-      const ok = await fetch(`${guarded.apiUrl}/_emulator/faults`, {
+      expect((await fetch(`${guarded.adminUrl}/_emulator/faults`)).status).toBe(401)
+      const ok = await fetch(`${guarded.adminUrl}/_emulator/faults`, {
         headers: { authorization: 'Bearer admin-secret' },
       })
       expect(ok.status).toBe(200)

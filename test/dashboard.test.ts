@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Isorun } from 'isorun'
 import { type BrowserContext, chromium, type Locator, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker } from './support/sdk.ts'
+import { startEmulator } from '../src/testing.ts'
+import { engineEnv } from './support/engine.ts'
+import { adminUrl, apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker } from './support/sdk.ts'
 
 /**
  * The dashboard at /_emulator/ui, in a real (headless) Chromium: the page is driven as a person would,
@@ -39,8 +43,14 @@ function describeWithBrowser(name: string, fn: () => void) {
   return describe.skip(`${name} [skipped: ${chromiumSkipReason}]`, fn)
 }
 
-/** The browser uses the IPv4 loopback (the emulator listens on both); the SDK keeps the fast [::1] URL. */
-const pageBase = apiUrl.replace('[::1]', '127.0.0.1')
+/**
+ * The browser uses the IPv4 loopback (the emulator listens on both); the SDK keeps the fast [::1] URL.
+ * The dashboard is on its own origin (its own port); url(port) pages are on the API's.
+ */
+const adminBase = adminUrl.replace('[::1]', '127.0.0.1')
+const apiBase = apiUrl.replace('[::1]', '127.0.0.1')
+const KEY_STORAGE = 'isorun-emulator.dashboard.api-key'
+const tenantOf = (key: string) => createHash('sha256').update(key).digest('hex')
 
 describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
   const key = newApiKey()
@@ -85,7 +95,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     page.locator(`#sandboxes tbody[data-id="${id}"][data-status="${status}"]`).waitFor({ timeout: 30_000 })
 
   it('is one self-contained page with a strict Content-Security-Policy', async () => {
-    const res = await fetch(`${pageBase}/_emulator/ui`)
+    const res = await fetch(`${adminBase}/_emulator/ui`)
     expect(res.status).toBe(200)
     expect(res.headers.get('content-type')).toBe('text/html; charset=utf-8')
     const csp = res.headers.get('content-security-policy') ?? ''
@@ -96,7 +106,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     // Nothing is loaded from anywhere else, and nothing is rendered as HTML.
     expect(html).not.toMatch(/<script[^>]+src=|<link[^>]+stylesheet|https?:\/\/(?!www\.w3\.org)/)
     expect(html).not.toContain('innerHTML')
-    expect((await fetch(`${pageBase}/_emulator/ui/`)).status).toBe(200)
+    expect((await fetch(`${adminBase}/_emulator/ui/`)).status).toBe(200)
   })
 
   it('lists the key’s sandboxes; hibernate, resume, snapshot, destroy and audit logs work from the page', async () => {
@@ -107,7 +117,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     const other = newClient() // another key: its sandboxes must not appear
     const foreign = await other.create({ image: 'busybox:latest' })
 
-    await page.goto(`${pageBase}/_emulator/ui`)
+    await page.goto(`${adminBase}/_emulator/ui`)
     await page.fill('#key', key)
     await page.click('#use-key')
     await row(a.id).waitFor({ timeout: 10_000 })
@@ -121,8 +131,10 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     expect(await row(b.id).locator('td').nth(3).textContent()).toBe('1 / 1 GiB')
     expect(await page.locator('#sandbox-count').textContent()).toBe('2')
 
-    // The key is kept in localStorage: a reload shows the same sandboxes without typing it again.
-    expect(await page.evaluate(() => localStorage.getItem('isorun-emulator.dashboard.api-key'))).toBe(key)
+    // The key is kept in this tab's sessionStorage (never localStorage): a reload shows the same
+    // sandboxes without typing it again.
+    expect(await page.evaluate((k) => sessionStorage.getItem(k), KEY_STORAGE)).toBe(key)
+    expect(await page.evaluate(() => localStorage.length)).toBe(0)
     await page.reload()
     await row(a.id).waitFor({ timeout: 10_000 })
     expect(await page.inputValue('#key')).toBe(key)
@@ -151,12 +163,12 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     snapshotIds.push(snapId)
     expect((await isorun.listSnapshots()).map((s) => s.id)).toContain(snapId)
 
-    // url(port): the link the builder makes is the SDK's own url(port).
+    // url(port): the link the builder makes is the SDK's own url(port), on the API's origin.
     await row(a.id).locator('input.port').fill('8080')
     expect(await row(a.id).locator('a.proxy-link').getAttribute('href')).toBe(
-      `${pageBase}/v1/runs/${a.id}/proxy/8080/`,
+      `${apiBase}/v1/runs/${a.id}/proxy/8080/`,
     )
-    expect(a.url(8080, '/').replace('[::1]', '127.0.0.1')).toBe(`${pageBase}/v1/runs/${a.id}/proxy/8080/`)
+    expect(a.url(8080, '/').replace('[::1]', '127.0.0.1')).toBe(`${apiBase}/v1/runs/${a.id}/proxy/8080/`)
 
     // The audit log, expanded: every action so far, API data shown as text.
     await row(a.id).locator('button.audit-toggle').click()
@@ -207,10 +219,11 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     await page.screenshot({ path: SCREENSHOT, fullPage: true })
     expect(problems).toEqual([])
 
-    // Forget: the key leaves localStorage and the tables empty.
+    // Forget: the key leaves the tab; on loopback the page goes back to the tenants it lists.
     await page.click('#forget-key')
-    expect(await page.evaluate(() => localStorage.getItem('isorun-emulator.dashboard.api-key'))).toBeNull()
-    expect(await page.locator('#sandboxes tbody').count()).toBe(0)
+    expect(await page.evaluate((k) => sessionStorage.getItem(k), KEY_STORAGE)).toBeNull()
+    expect(await page.inputValue('#key')).toBe('')
+    await expect.poll(async () => page.locator('#tenant').isVisible(), { timeout: 5_000 }).toBe(true)
   }, 120_000)
 
   it('shows what the API answers: a refused action, a refused key', async () => {
@@ -254,4 +267,153 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
     // The only console errors are the browser's own reports of the two refused requests.
     expect(problems.slice(errorsBefore).every((p) => /status of (409|401)/.test(p))).toBe(true)
   })
+  it('keeps its key from pages a guest serves through url(port): no key, no runs, no journal, no reset', async () => {
+    // The dashboard holds the key, as a developer's would.
+    await page.goto(`${adminBase}/_emulator/ui`)
+    await page.fill('#key', key)
+    await page.click('#use-key')
+    const target = track(await isorun.create({ image: 'busybox:latest' }))
+    await row(target.id).waitFor({ timeout: 10_000 })
+
+    // A hostile page, served by a guest through url(port) and opened in the same browser.
+    const guest = track(await newClient().create({ image: 'busybox:latest' }))
+    const adminPort = new URL(adminUrl).port
+    await guest.writeFile('/w/index.html', attackPage(adminPort, tenantOf(key)))
+    await guest.exec('(httpd -f -p 8080 -h /w >/dev/null 2>&1 &)')
+    const hostile = await context.newPage()
+    try {
+      const pageUrl = guest.url(8080, '/index.html').replace('[::1]', '127.0.0.1')
+      await expect.poll(async () => (await hostile.goto(pageUrl))?.status(), { timeout: 10_000 }).toBe(200)
+      await hostile.waitForFunction(() => (globalThis as { results?: unknown }).results, undefined, {
+        timeout: 20_000,
+      })
+      const results = (await hostile.evaluate(() => (globalThis as { results?: unknown }).results)) as Record<
+        string,
+        string
+      >
+      // Its own origin's storage holds no key (the dashboard's origin is another one).
+      expect(results.storage).not.toContain(key)
+      // Same origin: the control plane is not there.
+      expect(results.journalHere).toMatch(/^404:/)
+      expect(results.tenantsHere).toMatch(/^404:/)
+      expect(results.resetHere).toMatch(/^404:/)
+      // Root DevTools discovery would name a sandbox's run id: not to a page.
+      expect(results.devtoolsHere).toMatch(/^403:/)
+      // The dashboard's origin: nothing readable, no preflight passes, a no-cors POST changes nothing.
+      expect(results.journalThere).toMatch(/^blocked:/)
+      expect(results.tenantsThere).toMatch(/^blocked:/)
+      expect(results.runsThere).toMatch(/^blocked:/)
+      expect(results.resetThere).toMatch(/^blocked:/)
+      expect(results.resetNoCors).toBe('opaque')
+      expect(results.framed).toMatch(/^blocked:/)
+      expect(JSON.stringify(results)).not.toContain(target.id)
+    } finally {
+      await hostile.close()
+    }
+    expect((await target.info()).status).toBe('running')
+    expect((await isorun.list()).map((s) => s.id)).toContain(target.id)
+  }, 90_000)
+
+  it('on loopback needs no key: it lists the tenants, with idle time left, dates and the network policy', async () => {
+    const other = newApiKey()
+    const client = newClient(other)
+    const timed = track(await client.create({ image: 'busybox:latest', timeoutSec: 600 }))
+    const fenced = track(
+      await client.create({ image: 'busybox:latest', network: { allow: ['allowed.test'] } }),
+    )
+    const fresh = await context.newPage()
+    try {
+      // A new tab: nothing in its sessionStorage, no key typed.
+      await fresh.goto(`${adminBase}/_emulator/ui`)
+      expect(await fresh.getAttribute('#key', 'placeholder')).toBe('paste a key')
+      await fresh
+        .locator(`#tenant option[value="${tenantOf(other)}"]`)
+        .waitFor({ state: 'attached', timeout: 10_000 })
+      await fresh.selectOption('#tenant', tenantOf(other))
+      const at = (id: string) => fresh.locator(`#sandboxes tbody[data-id="${id}"]`)
+      await at(timed.id).waitFor({ timeout: 10_000 })
+      await at(fenced.id).waitFor({ timeout: 10_000 })
+      expect(await fresh.inputValue('#key')).toBe('')
+      expect(await at(timed.id).locator('td.created').textContent()).toMatch(
+        /^(\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d$/,
+      )
+      await expect
+        .poll(async () => at(timed.id).locator('td.idle').textContent(), { timeout: 5_000 })
+        .toMatch(/^\d+m \d\ds left of 10m 00s$/)
+      expect(await at(timed.id).locator('td.network').textContent()).toBe('unrestricted')
+      expect(await at(fenced.id).locator('td.network').textContent()).toBe('allow allowed.test')
+      await timed.hibernate()
+      await expect
+        .poll(async () => at(timed.id).locator('td.idle').textContent(), { timeout: 10_000 })
+        .toBe('10m 00s (paused while hibernated)')
+      expect(await fresh.evaluate(() => localStorage.length + sessionStorage.length)).toBe(1)
+    } finally {
+      // The client stays open: the tracker destroys through it.
+      await fresh.close()
+    }
+  }, 90_000)
+
+  it('with a single tenant, shows it at once: the sample key a first run uses', async () => {
+    const emu = await startEmulator({ env: engineEnv() })
+    const client = new Isorun({ apiUrl: emu.apiUrl, apiKey: 'isorun_local_dev' })
+    const fresh = await context.newPage()
+    try {
+      const s = await client.create({ image: 'busybox:latest' })
+      await fresh.goto(`${emu.adminUrl.replace('[::1]', '127.0.0.1')}/_emulator/ui`)
+      await fresh.locator(`#sandboxes tbody[data-id="${s.id}"]`).waitFor({ timeout: 10_000 })
+      expect(await fresh.locator('#tenant option:checked').textContent()).toMatch(/^isorun_local_dev · 1 /)
+      expect(await fresh.locator('#sandbox-count').textContent()).toBe('1')
+      expect(await fresh.locator('#conn').textContent()).toMatch(/^live · isorun_local_dev · /)
+    } finally {
+      await fresh.close()
+      client.close()
+      await emu.stop()
+    }
+  }, 90_000)
 })
+
+/**
+ * What a hostile guest serves: it tries to take the dashboard's key, list that key's runs (as its tenant),
+ * read the request journal and reset the emulator, on its own origin and on the dashboard's; it reports
+ * what each attempt got in `window.results`.
+ */
+function attackPage(adminPort: string, tenant: string): string {
+  return `<!doctype html><html><body><iframe id="f"></iframe><script>
+(async () => {
+  const admin = location.protocol + '//' + location.hostname + ':${adminPort}'
+  const attempt = async (url, init) => {
+    try {
+      const res = await fetch(url, init)
+      if (res.type === 'opaque') return 'opaque'
+      return res.status + ':' + (await res.text()).slice(0, 300)
+    } catch (e) {
+      return 'blocked:' + e.name
+    }
+  }
+  const json = { 'content-type': 'application/json' }
+  const r = {}
+  r.storage = JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie })
+  r.journalHere = await attempt('/_emulator/requests')
+  r.tenantsHere = await attempt('/_emulator/tenants')
+  r.resetHere = await attempt('/_emulator/reset', { method: 'POST', headers: json, body: '{}' })
+  r.devtoolsHere = await attempt('/json/version')
+  r.journalThere = await attempt(admin + '/_emulator/requests')
+  r.tenantsThere = await attempt(admin + '/_emulator/tenants')
+  r.runsThere = await attempt(admin + '/v1/runs', { headers: { 'x-isorun-emulator-tenant': '${tenant}' } })
+  r.resetThere = await attempt(admin + '/_emulator/reset', { method: 'POST', headers: json, body: '{}' })
+  r.resetNoCors = await attempt(admin + '/_emulator/reset', { method: 'POST', mode: 'no-cors', body: '{}' })
+  r.framed = await new Promise((resolve) => {
+    const f = document.getElementById('f')
+    f.onload = () => {
+      try {
+        resolve('read:' + JSON.stringify({ ...f.contentWindow.sessionStorage }))
+      } catch (e) {
+        resolve('blocked:' + e.name)
+      }
+    }
+    f.src = admin + '/_emulator/ui'
+  })
+  window.results = r
+})()
+</script></body></html>`
+}

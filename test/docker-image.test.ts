@@ -49,6 +49,7 @@ describeOnEngine(
     let dataDir = ''
     const track = sandboxTracker()
     let apiUrl = ''
+    let adminPort = 0
     let client: Isorun | undefined
     let hostSandboxId = ''
 
@@ -65,6 +66,7 @@ describeOnEngine(
       })
       const rootDir = (await docker.info()).DockerRootDir as string
       const port = await freePort()
+      adminPort = await freePort()
       // docs/docker.md's command, with this run's names, a temp data dir, a free port, and no warm pool.
       await run('docker', [
         'run',
@@ -81,6 +83,8 @@ describeOnEngine(
         `${dataDir}:/data`,
         '-e',
         `ISORUN_EMULATOR_PORT=${port}`,
+        '-e',
+        `ISORUN_EMULATOR_ADMIN_PORT=${adminPort}`,
         '-e',
         'ISORUN_EMULATOR_POOL=0',
         tag,
@@ -132,6 +136,8 @@ describeOnEngine(
       expect(Object.keys(image.Config.Labels ?? {}).filter((k) => k === LABEL.app)).toEqual([])
       const { stdout } = await run('docker', ['logs', name])
       expect(stdout).toContain(`ISORUN_API_URL=${apiUrl}`)
+      expect(stdout).toContain(`dashboard: http://[::1]:${adminPort}/_emulator/ui`)
+      expect((await fetch(`http://[::1]:${adminPort}/_emulator/ui`)).status).toBe(200)
     })
 
     it('refuses to listen beyond loopback without an admin token, as on the host', async () => {
@@ -147,18 +153,19 @@ describeOnEngine(
       const isorun = client as Isorun
       const s = await isorun.create({ image: 'busybox:latest' })
       try {
-        const port = new URL(apiUrl).port
-        // The host as the guest sees it (its gateway), and the host's other addresses.
-        const probe = await s.exec(
-          `gw=$(ip route | awk '/^default/ {print $3}'); echo "gateway $gw"; ` +
-            `timeout 5 wget -q -O- http://$gw:${port}/_emulator/health; echo "exit $?"`,
-          30,
-        )
-        expect(probe.stdout).toMatch(/^gateway \d+\.\d+\.\d+\.\d+$/m)
-        expect(probe.stdout).not.toContain('"ok"')
-        // Refused (1), not a crash (139) nor a hang cut short by timeout (143).
-        expect(probe.stdout).toMatch(/^exit 1$/m)
-        expect(probe.stderr).toMatch(/refused/i)
+        // The host as the guest sees it (its gateway): neither the API's port nor the dashboard's.
+        for (const port of [new URL(apiUrl).port, String(adminPort)]) {
+          const probe = await s.exec(
+            `gw=$(ip route | awk '/^default/ {print $3}'); echo "gateway $gw"; ` +
+              `timeout 5 wget -q -O- http://$gw:${port}/_emulator/health; echo "exit $?"`,
+            30,
+          )
+          expect(probe.stdout).toMatch(/^gateway \d+\.\d+\.\d+\.\d+$/m)
+          expect(probe.stdout).not.toContain('"ok"')
+          // Refused (1), not a crash (139) nor a hang cut short by timeout (143).
+          expect(probe.stdout).toMatch(/^exit 1$/m)
+          expect(probe.stderr).toMatch(/refused/i)
+        }
       } finally {
         await s.destroy()
       }

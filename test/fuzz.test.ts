@@ -8,6 +8,7 @@ import fc from 'fast-check'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { removeContainers } from './support/cleanup.ts'
+import { DASHBOARD_URL } from './support/emulator-process.ts'
 import { describeWithDocker, waitFor } from './support/sdk.ts'
 
 /**
@@ -546,7 +547,13 @@ describeWithDocker('fuzzing every documented route and field against a real engi
   afterAll(async () => {
     if (child && child.exitCode === null) {
       // Snapshot images live in Docker: the reset removes them with every sandbox.
-      await fetch(`${base()}/_emulator/reset`, { method: 'POST' }).catch(() => undefined)
+      const admin = DASHBOARD_URL.exec(log)?.[1]
+      if (admin) {
+        await fetch(`${admin}/_emulator/reset`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+        }).catch(() => undefined)
+      }
       const exited = new Promise((r) => child?.once('exit', r))
       child.kill('SIGTERM')
       await exited

@@ -76,6 +76,8 @@ function send(
 describe('resident memory under floods (the emulator in its own process)', () => {
   let child: ChildProcess
   let url: URL
+  /** The control plane's origin (the journal). */
+  let admin: URL
   let out = ''
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-memory-'))
   const figures: Record<string, number> = {}
@@ -92,9 +94,10 @@ describe('resident memory under floods (the emulator in its own process)', () =>
     url = new URL(
       await new Promise<string>((resolve, reject) => {
         const timer = setInterval(() => {
-          const m = /ISORUN_API_URL=(\S+)/.exec(out)
-          if (m?.[1]) {
+          const m = /ISORUN_API_URL=(\S+)\nISORUN_ADMIN_URL=(\S+)/.exec(out)
+          if (m?.[1] && m[2]) {
             clearInterval(timer)
+            admin = new URL(m[2])
             resolve(m[1])
           }
         }, 20)
@@ -107,7 +110,7 @@ describe('resident memory under floods (the emulator in its own process)', () =>
         json: JSON.stringify({ image: 'x'.repeat(600) }),
         length: true,
       })
-      await send(url, 'GET', '/_emulator/requests?limit=1000', 0, { json: '' })
+      await send(admin, 'GET', '/_emulator/requests?limit=1000', 0, { json: '' })
     }
     await settle()
     figures.baseline = rssMiB(child.pid as number)
@@ -127,7 +130,8 @@ describe('resident memory under floods (the emulator in its own process)', () =>
         const res = await send(url, 'POST', '/v1/runs', 0, { json: body, length: true })
         expect(res.status).toBe(400)
       }
-      for (let i = 0; i < 5; i++) await send(url, 'GET', '/_emulator/requests?limit=1000', 0, { json: '' })
+      for (let i = 0; i < 5; i++)
+        expect((await send(admin, 'GET', '/_emulator/requests?limit=1000', 0, { json: '' })).status).toBe(200)
       await settle()
       return rssMiB(child.pid as number)
     }

@@ -106,6 +106,12 @@ export class HistoryStore {
     return [...(this.byOwner.get(owner) ?? [])].reverse()
   }
 
+  /** The keys (hashes) with destroyed sandboxes on record. */
+  owners(): string[] {
+    this.expire()
+    return [...this.byOwner.keys()]
+  }
+
   get(owner: string, id: string): HistoryRecord | undefined {
     this.expire()
     const r = this.byId.get(id)

@@ -3,6 +3,7 @@ import { isIP } from 'node:net'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Errors } from '../errors.ts'
 import { bearerToken } from '../net/bearer.ts'
+import { originOf } from './origins.ts'
 
 /** Methods a web page may make a browser send anywhere; they change nothing here. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
@@ -39,6 +40,15 @@ export function guardControlPlane(app: FastifyInstance, adminToken: string | und
       )
     }
   })
+}
+
+/**
+ * Whether a request is the person running the emulator's without any token: on the dashboard's origin
+ * (no url(port) page is there), from this machine's loopback, with no admin token set (which would make
+ * the token the only proof). Such a request may view any tenant (auth.ts's tenant header).
+ */
+export function trustsWithoutToken(request: FastifyRequest, adminToken: string | undefined): boolean {
+  return !adminToken && originOf(request.raw) === 'admin' && isLoopbackAddress(request.socket.remoteAddress)
 }
 
 /** Whether a peer address is this machine's loopback (IPv4-mapped IPv6 included). */

@@ -3,12 +3,15 @@ import type { HistoryRecord } from '../accounts/history.ts'
 import type { UsageWire } from '../accounts/usage.ts'
 import type { AuditEntry } from '../audit/chain.ts'
 import type { ResetResult } from '../control/reset.ts'
+import type { Tenant } from '../control/tenants.ts'
 import type { NetworkProfile } from '../egress/profiles.ts'
 import type { ForkResult } from '../sandboxes/checkpoints.ts'
 import type { ExecResult } from '../sandboxes/guest-operations.ts'
+import { hashApiKey } from '../sandboxes/ids.ts'
 import type { DestroyResult } from '../sandboxes/lifecycle.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import type { SnapshotRecord } from '../sandboxes/snapshot-store.ts'
+import { SAMPLE_API_KEY } from './auth.ts'
 import type { ErrorBody } from './error-handler.ts'
 import { RunParams } from './schemas.ts'
 
@@ -225,3 +228,25 @@ export type WireDriftChecks = [
   Holds<Describes<typeof AuditEntryWire, AuditEntry>>,
   Holds<Describes<typeof NetworkProfileWire, NetworkProfile>>,
 ]
+
+/** `GET /_emulator/tenants`: a tenant is an API key by its SHA-256; `label` names the banner's sample key. */
+export function toTenantWire(t: Tenant) {
+  return {
+    tenant: t.owner,
+    label: t.owner === SAMPLE_KEY_HASH ? SAMPLE_API_KEY : `key ${t.owner.slice(0, 12)}`,
+    snapshots: t.snapshots,
+    destroyed: t.destroyed,
+    last_created_at: t.lastCreatedAt ? new Date(t.lastCreatedAt).toISOString() : null,
+    sandboxes: t.sandboxes.map((s) => ({
+      id: s.id,
+      last_activity_at: new Date(s.lastActivityAt).toISOString(),
+      idle_deadline_at: s.idleDeadlineAt === undefined ? null : new Date(s.idleDeadlineAt).toISOString(),
+      busy: s.busy,
+      network: s.egress
+        ? { profile: s.egress.profile ?? null, allow: s.egress.allow, deny: s.egress.deny }
+        : null,
+    })),
+  }
+}
+
+const SAMPLE_KEY_HASH = hashApiKey(SAMPLE_API_KEY)

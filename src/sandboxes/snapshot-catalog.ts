@@ -31,6 +31,11 @@ export class SnapshotCatalog {
     this.store.put(record)
   }
 
+  /** Every key's snapshots, the seeded ones included (owner SHARED_OWNER). */
+  all(): SnapshotRecord[] {
+    return this.store.all()
+  }
+
   list(owner: string): SnapshotRecord[] {
     return [...this.store.list(owner), ...this.store.list(SHARED_OWNER)]
   }

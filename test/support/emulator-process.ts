@@ -6,11 +6,16 @@ import { Isorun } from 'isorun'
 import { LABEL } from '../../src/sandboxes/labels.ts'
 import { removeContainers } from './cleanup.ts'
 
+/** The banner's dashboard URL, `<origin>/_emulator/ui`: its origin is the control plane's. */
+export const DASHBOARD_URL = /(https?:\/\/\S+?)\/_emulator\/ui\b/
+
 const cli = join(import.meta.dirname, '..', '..', 'src', 'cli.ts')
 
 export interface EmulatorProcess {
   child: ChildProcess
   apiUrl: string
+  /** The dashboard's and the control plane's origin, from the banner's dashboard URL. */
+  adminUrl: string
   dataDir: string
   client(apiKey?: string): Isorun
   /** Everything it printed so far (stdout and stderr). */
@@ -52,12 +57,13 @@ export async function launchEmulator(env: Record<string, string> = {}): Promise<
     await removeContainers([`${LABEL.dataDir}=${dataDir}`])
     rmSync(dataDir, { recursive: true, force: true })
   }
-  const apiUrl = await new Promise<string>((resolve, reject) => {
+  const [apiUrl, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setInterval(() => {
       const m = /^ISORUN_API_URL=(\S+)$/m.exec(out)
-      if (m?.[1]) {
+      const admin = DASHBOARD_URL.exec(out)
+      if (m?.[1] && admin?.[1]) {
         clearInterval(timer)
-        resolve(m[1])
+        resolve([m[1], admin[1]])
       } else if (exit) {
         clearInterval(timer)
         reject(new Error(`emulator exited with ${exit.code ?? exit.signal}: ${out}`))
@@ -70,6 +76,7 @@ export async function launchEmulator(env: Record<string, string> = {}): Promise<
   return {
     child,
     apiUrl,
+    adminUrl,
     dataDir,
     client: (apiKey = 'proc-key') => new Isorun({ apiUrl, apiKey }),
     log: () => out,

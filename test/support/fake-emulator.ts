@@ -2,7 +2,7 @@
  * The emulator as its own process on the in-memory FakeEngine, for tests that measure the process
  * itself (resident memory under floods) without Docker. Its engine writes no file anywhere: an upload's
  * bytes are counted and dropped, so what the process holds is the emulator's own doing. Prints
- * `ISORUN_API_URL=...` when ready, and `uploaded <bytes>` after each upload the engine received.
+ * `ISORUN_API_URL=...` and `ISORUN_ADMIN_URL=...` (the control plane's origin) when ready, and `uploaded <bytes>` after each upload the engine received.
  */
 import type { Readable } from 'node:stream'
 import { loadConfig } from '../../src/config.ts'
@@ -28,7 +28,7 @@ const server = await startServer(
     engine: new CountingEngine(),
   },
 )
-process.stdout.write(`ISORUN_API_URL=${server.apiUrl}\n`)
+process.stdout.write(`ISORUN_API_URL=${server.apiUrl}\nISORUN_ADMIN_URL=${server.adminUrl}\n`)
 process.on('SIGTERM', () => {
   server.close().then(() => process.exit(0))
 })

@@ -14,6 +14,8 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** The running emulator's URL (the fast [::1] form), or '' when Docker is missing. */
     apiUrl: string
+    /** The dashboard's and the control plane's origin, or '' when Docker is missing. */
+    adminUrl: string
     /** Why the Docker-backed tests are skipped; '' when they run. */
     dockerSkipReason: string
     instanceId: string
@@ -44,6 +46,7 @@ export default async function setup(project: TestProject) {
     console.warn(`\n[isorun-emulator tests] SKIPPING every Docker-backed test: ${reason}\n`)
     project.provide('dockerSkipReason', reason)
     project.provide('apiUrl', '')
+    project.provide('adminUrl', '')
     project.provide('instanceId', '')
     project.provide('dataDir', '')
     return
@@ -78,6 +81,7 @@ export default async function setup(project: TestProject) {
   const server = await startServer(config)
   const { instanceId } = server.identity
   project.provide('apiUrl', server.apiUrl)
+  project.provide('adminUrl', server.adminUrl)
   project.provide('dockerSkipReason', '')
   project.provide('instanceId', instanceId)
   project.provide('dataDir', server.identity.dataDir)

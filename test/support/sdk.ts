@@ -6,6 +6,7 @@ import { LABEL } from '../../src/sandboxes/labels.ts'
 import { engineClient, onlyOn } from './engine.ts'
 
 export const apiUrl = inject('apiUrl')
+export const adminUrl = inject('adminUrl')
 export const dockerSkipReason = inject('dockerSkipReason')
 export const instanceId = inject('instanceId')
 export const dataDir = inject('dataDir')

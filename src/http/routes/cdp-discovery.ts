@@ -31,6 +31,14 @@ export function cdpDiscoveryRoutes(
         { port },
       )
     }
+    const page = browserPage(request)
+    if (page) {
+      // Its answer names a sandbox's run id, the credential of its url(port): a page (one a guest serves
+      // through url(port) on this very origin included) must not read it. DevTools clients are not pages.
+      throw Errors.forbidden(
+        `DevTools discovery at the emulator's root does not answer web pages (${page}); ask the sandbox itself, at sandbox.url(${port}, '/json/version')`,
+      )
+    }
     const browser = await theOneBrowser(targets, proxy, port)
     const target = guestTarget(targets, browser, port, request.raw.url ?? '/')
     await proxy.forward(target, request.raw, reply.raw, () => reply.hijack())
@@ -60,4 +68,17 @@ async function theOneBrowser(targets: ProxyTargets, proxy: GuestProxy, port: num
     `${serving.length} running sandboxes have a server on port ${port}, and a request to the emulator's root names none of them, so it cannot tell which browser is meant; ${howTo}`,
     { port, sandboxes_serving: serving.length },
   )
+}
+
+/**
+ * What marks a request as a web page's: an `Origin` (cross-origin reads, every non-GET, WebSockets) or a
+ * `Sec-Fetch-Site` other than `none` (a user's own navigation), which browsers send to loopback origins
+ * on every request. DevTools clients (puppeteer, Playwright, Node's fetch) send neither.
+ */
+function browserPage(request: FastifyRequest): string | undefined {
+  const origin = request.headers.origin
+  if (origin !== undefined) return `Origin: ${origin}`
+  const site = request.headers['sec-fetch-site']
+  if (site !== undefined && site !== 'none') return `Sec-Fetch-Site: ${site}`
+  return undefined
 }

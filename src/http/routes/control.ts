@@ -4,12 +4,13 @@ import { type FaultInjector, FaultSpec } from '../../control/faults.ts'
 import type { RequestJournal } from '../../control/journal.ts'
 import { resetToSeed } from '../../control/reset.ts'
 import type { Seeder } from '../../control/seed.ts'
+import { listTenants, type TenantSources } from '../../control/tenants.ts'
 import { EmulatorError, Errors } from '../../errors.ts'
 import { type Clock, VirtualClock } from '../../sandboxes/clock.ts'
 import type { SandboxDomain } from '../../sandboxes/domain.ts'
 import { hashApiKey } from '../../sandboxes/ids.ts'
 import { guardControlPlane } from '../control-guard.ts'
-import { toResetWire } from '../wire.ts'
+import { toResetWire, toTenantWire } from '../wire.ts'
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
 export interface ControlDeps {
@@ -18,6 +19,7 @@ export interface ControlDeps {
   faults: FaultInjector
   journal: RequestJournal
   clock: Clock
+  history: TenantSources['history']
   adminToken: string | undefined
 }
 
@@ -73,6 +75,16 @@ export function controlRoutes(fastify: FastifyInstance, deps: ControlDeps): void
       await resetToSeed(deps.sandboxes, deps.seeder, api_key ? hashApiKey(api_key) : undefined),
     )
   })
+
+  // The dashboard's view of every tenant, for the person running the emulator (no key needed).
+  app.get('/tenants', async () => ({
+    now: new Date(deps.clock.now()).toISOString(),
+    tenants: listTenants({
+      registry: deps.sandboxes.registry,
+      snapshots: () => deps.sandboxes.snapshots.all(),
+      history: deps.history,
+    }).map(toTenantWire),
+  }))
 
   app.get('/requests', { schema: { querystring: RequestsQuery } }, async (request) => ({
     requests: journal.query(request.query),

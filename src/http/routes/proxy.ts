@@ -158,9 +158,9 @@ export function fastLaneHooks(
   guard?: RequestGuard,
 ): FastLaneHooks {
   return {
-    route: async (method, url, host) => {
+    route: async (method, url, host, client) => {
       // The routes answer what the guard refuses.
-      if (guard && !guard.hostAllowed(host)) return undefined
+      if (guard && !guard.admits(client, host)) return undefined
       const target = await resolveTarget(targets, url)
       // DevTools discovery answers are rewritten whole: the routes do that.
       return isCdpDiscovery(method, target.path) ? undefined : target

@@ -166,7 +166,7 @@ export class LaneConnection {
     this.phase = 'routing'
     this.headSince = undefined
     this.client.pause()
-    this.lane.hooks.route(head.method, head.target, head.host).then(
+    this.lane.hooks.route(head.method, head.target, head.host, this.client).then(
       (target) => {
         if (this.phase !== 'routing') return
         if (!target) return void this.handOff()
