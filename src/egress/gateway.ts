@@ -135,6 +135,10 @@ export class EgressGateway implements EgressEnforcer {
     try {
       await this.proxy.listen(network.gateway, port)
     } catch (err) {
+      // Refused: no sandbox will join the network made for it (close() knows nothing of a failed start).
+      await engine
+        .releaseIsolatedNetwork?.(identity.instanceId)
+        .catch((e) => logger.warn({ err: e }, 'could not remove the isolated network'))
       throw new EmulatorError(
         'capability_unavailable',
         409,
