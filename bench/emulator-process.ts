@@ -30,7 +30,7 @@ export async function startEmulatorProcess(
     let out = ''
     child.stdout?.on('data', (d: Buffer) => {
       out += d.toString()
-      const m = /ISORUN_API_URL=(\S+)/.exec(out)
+      const m = /^export ISORUN_API_URL='([^']+)'$/m.exec(out)
       if (m?.[1]) resolve(m[1])
     })
     child.once('exit', (code) => reject(new Error(`emulator exited with ${code}`)))

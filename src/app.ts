@@ -37,6 +37,7 @@ import { findRunBeforeBody } from './http/run-guard.ts'
 import { clearUploadSpool } from './http/upload-body.ts'
 import { ImageMap } from './images/image-map.ts'
 import { standInBuildCommand } from './images/stand-ins.ts'
+import { logStream } from './log-format.ts'
 import { GuestProxy } from './proxy/guest-proxy.ts'
 import { type Clock, realClock } from './sandboxes/clock.ts'
 import { createSandboxDomain, type SandboxDomain } from './sandboxes/domain.ts'
@@ -88,7 +89,7 @@ export interface App {
 export function buildApp(deps: AppDeps): App {
   const { config, engine, identity } = deps
   const app = Fastify({
-    logger: { level: config.logLevel },
+    logger: { level: config.logLevel, stream: logStream(config.logFormat) },
     // Requests are not logged one by one; the domain logs what it does to which sandbox.
     logController: new LogController({ disableRequestLogging: true }),
     // Long execs are fine; the SDK waits up to 120 s for headers.

@@ -9,6 +9,17 @@ import { settingsHelp } from './config-docs.ts'
 import { SAMPLE_API_KEY } from './http/auth.ts'
 import { startServer } from './server.ts'
 
+/** The command's exit codes (docs/configuration.md lists them). */
+const EXIT = { ok: 0, failure: 1, usage: 2, startFailed: 3, tampered: 4 } as const
+
+/** Refusals of what the user typed: exit code `usage`. */
+class UsageError extends Error {}
+
+/** The version in package.json (one directory up from src/ and from dist/). */
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
+
 const HELP = `isorun-emulator: a local Isorun runner backed by Docker or Podman
 
 Usage: isorun-emulator [options]
@@ -17,7 +28,11 @@ ${settingsHelp()}
        isorun-emulator verify-audit FILE [--data-dir DIR | --key KEY]
 
   Verifies a sandbox's audit log (the JSON lines GET /v1/runs/:id/audit serves, or the file under
-  DIR/audit/) against the HMAC key (DIR/audit.key, or ISORUN_EMULATOR_AUDIT_KEY). Exit 0 if intact.
+  DIR/audit/) against the HMAC key (DIR/audit.key, or ISORUN_EMULATOR_AUDIT_KEY).
+
+Exit codes: ${EXIT.ok} ok (the log intact); ${EXIT.failure} failed while running or closing, or could not
+  read the log or its key; ${EXIT.usage} usage error (unknown flag, bad setting, missing argument);
+  ${EXIT.startFailed} could not start (engine unreachable, port taken, bad seed...); ${EXIT.tampered} the audit log is tampered.
 `
 
 /** What closing may take after the shutdown grace period (removing warm containers, the egress proxy). */
@@ -25,19 +40,28 @@ const CLOSE_AFTER_GRACE_MS = 3_000
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'verify-audit') return verifyAuditCommand(process.argv.slice(3))
-  const { values } = parseArgs({ options: { ...settingFlags(), help: { type: 'boolean', short: 'h' } } })
+  const { values } = usage(() =>
+    parseArgs({
+      options: {
+        ...settingFlags(),
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    }),
+  )
   if (values.help) {
     process.stdout.write(HELP)
     return
   }
-  const config = loadConfig(envWithFlags(values))
-  const server = await startServer(config)
-  process.stdout.write(
-    `isorun-emulator ready; point the isorun SDK at it with:\n` +
-      `ISORUN_API_URL=${server.apiUrl}\n` +
-      `ISORUN_API_KEY=${config.apiKeys[0] ?? SAMPLE_API_KEY}\n` +
-      `dashboard: ${server.adminUrl}/_emulator/ui\n`,
-  )
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`)
+    return
+  }
+  const config = usage(() => loadConfig(envWithFlags(values)))
+  const server = await startServer(config).catch((err: unknown) => {
+    fail(EXIT.startFailed, `could not start: ${err instanceof Error ? err.message : String(err)}`)
+  })
+  process.stdout.write(banner(server.apiUrl, config.apiKeys[0] ?? SAMPLE_API_KEY, server.adminUrl))
 
   let closing = false
   const shutdown = (signal: 'SIGINT' | 'SIGTERM') => {
@@ -67,24 +91,63 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`isorun-emulator: ${err instanceof Error ? err.message : String(err)}\n`)
-  process.exit(1)
+  fail(
+    err instanceof UsageError ? EXIT.usage : EXIT.failure,
+    err instanceof Error ? err.message : String(err),
+  )
 })
 
-/** `isorun-emulator verify-audit FILE`: exit 0 when the chain is intact, 1 with the first break. */
+function fail(code: number, message: string): never {
+  process.stderr.write(`isorun-emulator: ${message}\n`)
+  if (code === EXIT.usage) process.stderr.write('Run isorun-emulator --help for the options.\n')
+  process.exit(code)
+}
+
+/** Runs `parse`; what it throws is the user's mistake. */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse()
+  } catch (err) {
+    throw new UsageError(err instanceof Error ? err.message : String(err))
+  }
+}
+
+/**
+ * What a person needs once the emulator listens: `export` lines to paste into a shell (quoted: `[::1]`
+ * is a glob pattern to some shells), and the dashboard.
+ */
+function banner(apiUrl: string, apiKey: string, adminUrl: string): string {
+  return (
+    `isorun-emulator ${VERSION} ready on ${apiUrl}\n` +
+    `Point the isorun SDK at it (paste into your shell):\n` +
+    `export ISORUN_API_URL=${shellQuote(apiUrl)}\n` +
+    `export ISORUN_API_KEY=${shellQuote(apiKey)}\n` +
+    `Dashboard: ${adminUrl}/_emulator/ui\n`
+  )
+}
+
+function shellQuote(value: string): string {
+  return `'${value.replaceAll("'", `'\\''`)}'`
+}
+
+/** `isorun-emulator verify-audit FILE`: exit 0 when the chain is intact, `tampered` with the first break. */
 function verifyAuditCommand(args: string[]): void {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, key: { type: 'string' } },
-  })
+  const { values, positionals } = usage(() =>
+    parseArgs({
+      args,
+      allowPositionals: true,
+      options: { 'data-dir': { type: 'string' }, key: { type: 'string' } },
+    }),
+  )
   const file = positionals[0]
-  if (!file) throw new Error('verify-audit needs the audit log file (or - for standard input)')
-  const config = loadConfig({
-    ...process.env,
-    ...(values['data-dir'] ? { ISORUN_EMULATOR_DATA_DIR: values['data-dir'] } : {}),
-    ...(values.key ? { ISORUN_EMULATOR_AUDIT_KEY: values.key } : {}),
-  })
+  if (!file) throw new UsageError('verify-audit needs the audit log file (or - for standard input)')
+  const config = usage(() =>
+    loadConfig({
+      ...process.env,
+      ...(values['data-dir'] ? { ISORUN_EMULATOR_DATA_DIR: values['data-dir'] } : {}),
+      ...(values.key ? { ISORUN_EMULATOR_AUDIT_KEY: values.key } : {}),
+    }),
+  )
   const key = config.auditKey
     ? Buffer.from(config.auditKey, 'utf8')
     : readAuditKeyFile(auditKeyFile(config.dataDir))
@@ -99,7 +162,7 @@ function verifyAuditCommand(args: string[]): void {
     return
   }
   process.stdout.write(`TAMPERED at line ${result.problem?.line}: ${result.problem?.reason}\n`)
-  process.exitCode = 1
+  process.exitCode = EXIT.tampered
 }
 
 type FlagOptions = Record<string, { type: 'string'; multiple?: boolean }>

@@ -43,6 +43,7 @@ export function settingsHelp(width = 100): string {
     wrap(`--${f.name} ${f.arg}`, `${plain(s.help)} (${s.env}${d ? `, default ${plain(d)}` : ''})`)
   }
   wrap('-h, --help', 'this text')
+  wrap('-v, --version', 'print the version')
   lines.push('', '  Settings without a flag (environment variables):')
   for (const s of ALL.filter((x) => !x.flag)) {
     const d = shownDefault(s)

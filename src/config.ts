@@ -6,6 +6,7 @@ import { parseHostMap } from './egress/resolver.ts'
 import { DEFAULT_STAND_IN_REPOSITORY, parseImageMap } from './images/image-map.ts'
 import { type PullPolicy, parseRegistries } from './images/pull-policy.ts'
 import { parseImageReference } from './images/reference.ts'
+import { LOG_FORMATS } from './log-format.ts'
 import { defaultPodmanUrl, parsePodmanUrl } from './podman/endpoint.ts'
 
 /**
@@ -90,6 +91,13 @@ export const SETTINGS = {
     default: 'info',
     flag: { name: 'log-level', arg: 'L' },
     help: 'pino level: fatal, error, warn, info, debug, trace, silent',
+  },
+  logFormat: {
+    env: 'ISORUN_EMULATOR_LOG_FORMAT',
+    schema: z.enum(LOG_FORMATS),
+    default: 'auto',
+    flag: { name: 'log-format', arg: 'F' },
+    help: "`pretty`: one readable line per record; `json`: pino's JSON lines; `auto`: pretty when standard output is a terminal, JSON otherwise",
   },
   // About $0.05 per vCPU-hour.
   priceVcpuSecondCents: {

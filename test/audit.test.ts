@@ -88,7 +88,7 @@ describe('the audit log’s HMAC chain', () => {
     expect(verifyAuditLog(all, key)).toEqual({ ok: true, entries: 6 })
   })
 
-  it('is checked by `isorun-emulator verify-audit`, which exits 1 on tampering', () => {
+  it('is checked by `isorun-emulator verify-audit`, which exits 4 on tampering', () => {
     const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
     const good = join(dir, 'good.jsonl')
     writeFileSync(good, readFileSync(join(dir, 'audit', `${sandbox.id}.jsonl`)))
@@ -106,7 +106,7 @@ describe('the audit log’s HMAC chain', () => {
       status = (err as { status: number }).status
       stdout = (err as { stdout: string }).stdout
     }
-    expect(status).toBe(1)
+    expect(status).toBe(4)
     expect(stdout).toMatch(/^TAMPERED at line 4/)
   })
 })

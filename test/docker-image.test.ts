@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { FS_VIEW, FS_VIEW_LABEL } from '../src/sandboxes/fs-view.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
 import { startEmulator } from '../src/testing.ts'
+import { apiUrlIn } from './support/banner.ts'
 import { engineEnv } from './support/engine.ts'
 import {
   containerOf,
@@ -135,8 +136,8 @@ describeOnEngine(
       // No label of the emulator's own namespace on the image: its container must never look like a sandbox.
       expect(Object.keys(image.Config.Labels ?? {}).filter((k) => k === LABEL.app)).toEqual([])
       const { stdout } = await run('docker', ['logs', name])
-      expect(stdout).toContain(`ISORUN_API_URL=${apiUrl}`)
-      expect(stdout).toContain(`dashboard: http://[::1]:${adminPort}/_emulator/ui`)
+      expect(apiUrlIn(stdout)).toBe(apiUrl)
+      expect(stdout).toContain(`Dashboard: http://[::1]:${adminPort}/_emulator/ui`)
       expect((await fetch(`http://[::1]:${adminPort}/_emulator/ui`)).status).toBe(200)
     })
 
@@ -145,7 +146,8 @@ describeOnEngine(
         () => ({ code: 0, stderr: '' }),
         (e: { code: number; stderr: string }) => e,
       )
-      expect(refused.code).toBe(1)
+      // A usage error (the setting refused), not a start failure.
+      expect(refused.code).toBe(2)
       expect(refused.stderr).toContain('ISORUN_EMULATOR_ADMIN_TOKEN')
     })
 

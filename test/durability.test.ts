@@ -6,6 +6,7 @@ import { Isorun } from 'isorun'
 import { afterAll, expect, it } from 'vitest'
 import { verifyAuditLog } from '../src/audit/verify.ts'
 import { LABEL } from '../src/sandboxes/labels.ts'
+import { apiUrlIn } from './support/banner.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { describeWithDocker, docker, waitFor } from './support/sdk.ts'
 import { readCount, startShellCounter } from './support/state.ts'
@@ -34,10 +35,10 @@ async function launch(dataDir: string): Promise<{ child: ChildProcess; client: I
   })
   const apiUrl = await new Promise<string>((resolve, reject) => {
     const timer = setInterval(() => {
-      const m = /^ISORUN_API_URL=(\S+)$/m.exec(out)
-      if (m?.[1]) {
+      const url = apiUrlIn(out)
+      if (url) {
         clearInterval(timer)
-        resolve(m[1])
+        resolve(url)
       }
     }, 20)
     child.once('exit', (code) => reject(new Error(`emulator exited with ${code}: ${out}`)))

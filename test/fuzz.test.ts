@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream'
 import fc from 'fast-check'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { LABEL } from '../src/sandboxes/labels.ts'
+import { apiUrlIn } from './support/banner.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { DASHBOARD_URL } from './support/emulator-process.ts'
 import { describeWithDocker, waitFor } from './support/sdk.ts'
@@ -534,7 +535,7 @@ describeWithDocker('fuzzing every documented route and field against a real engi
       log = (log + d.toString()).slice(-200_000)
     })
     const found = await waitFor(
-      async () => /^ISORUN_API_URL=http:\/\/\[::1\]:(\d+)$/m.exec(log)?.[1],
+      async () => /^http:\/\/\[::1\]:(\d+)$/.exec(apiUrlIn(log) ?? '')?.[1],
       60_000,
       50,
     )

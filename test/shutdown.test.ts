@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream'
 import { Isorun } from 'isorun'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { LABEL } from '../src/sandboxes/labels.ts'
+import { apiUrlIn } from './support/banner.ts'
 import { removeContainers } from './support/cleanup.ts'
 import { startGuest } from './support/guest.ts'
 import { describeWithDocker, waitFor } from './support/sdk.ts'
@@ -38,7 +39,7 @@ async function startEmulator(dataDir: string, env: Record<string, string> = {}):
     child.once('exit', (code) => resolve({ code, at: performance.now() })),
   )
   const port = await Promise.race([
-    waitFor(async () => /^ISORUN_API_URL=http:\/\/\[::1\]:(\d+)$/m.exec(out)?.[1], 60_000, 20),
+    waitFor(async () => /^http:\/\/\[::1\]:(\d+)$/.exec(apiUrlIn(out) ?? '')?.[1], 60_000, 20),
     exited.then(() => undefined),
   ])
   if (!port) throw new Error(`the emulator did not start: ${out}`)

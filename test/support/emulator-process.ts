@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { LABEL } from '../../src/sandboxes/labels.ts'
+import { apiUrlIn } from './banner.ts'
 import { removeContainers } from './cleanup.ts'
 
 /** The banner's dashboard URL, `<origin>/_emulator/ui`: its origin is the control plane's. */
@@ -59,11 +60,11 @@ export async function launchEmulator(env: Record<string, string> = {}): Promise<
   }
   const [apiUrl, adminUrl] = await new Promise<[string, string]>((resolve, reject) => {
     const timer = setInterval(() => {
-      const m = /^ISORUN_API_URL=(\S+)$/m.exec(out)
+      const url = apiUrlIn(out)
       const admin = DASHBOARD_URL.exec(out)
-      if (m?.[1] && admin?.[1]) {
+      if (url && admin?.[1]) {
         clearInterval(timer)
-        resolve([m[1], admin[1]])
+        resolve([url, admin[1]])
       } else if (exit) {
         clearInterval(timer)
         reject(new Error(`emulator exited with ${exit.code ?? exit.signal}: ${out}`))
