@@ -1,7 +1,7 @@
 /**
  * What the proxy rewrites in the guest's answers so that URLs the guest makes for itself still work
  * from outside: the `Location` header, and Chrome's DevTools discovery JSON. Nothing else (HTML, CSS,
- * JavaScript bodies, Set-Cookie paths and domains, other headers) is touched; see README's Limitations.
+ * JavaScript bodies, Set-Cookie paths and domains, other headers) is touched; see docs/limitations.md.
  */
 export interface PublicView {
   /** `http://<the Host the client used>` */
