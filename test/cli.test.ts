@@ -1,5 +1,6 @@
 import { execFile, spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { type AddressInfo, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -93,6 +94,29 @@ describe('the isorun-emulator command without an engine', () => {
 })
 
 describeWithDocker('the isorun-emulator command', () => {
+  it('exits 3 when its port is taken (another emulator, say) on both loopbacks', async () => {
+    const servers = [createServer(), createServer()]
+    const first = servers[0] as Server
+    await new Promise<void>((resolve, reject) => {
+      first.once('error', reject)
+      first.listen(0, '::1', resolve)
+    })
+    const port = (first.address() as AddressInfo).port
+    await new Promise<void>((resolve, reject) => {
+      servers[1]?.once('error', reject)
+      servers[1]?.listen(port, '127.0.0.1', resolve)
+    })
+    const dataDir = mkdtempSync(join(tmpdir(), 'isorun-cli-test-'))
+    try {
+      const r = await run(['--port', String(port), '--pool', '0', '--data-dir', dataDir])
+      expect(r.code).toBe(3)
+      expect(r.stderr).toMatch(/^isorun-emulator: could not start: .*address already in use/m)
+    } finally {
+      for (const server of servers) server.close()
+      rmSync(dataDir, { recursive: true, force: true })
+    }
+  })
+
   it('prints export lines to paste, serves both loopbacks, and exits cleanly on SIGTERM', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'isorun-cli-test-'))
     const child = spawn(
