@@ -94,8 +94,10 @@ describeWithDocker('the packed tarball', () => {
       })
       const health = await fetch(`${url}/_emulator/health`)
       expect(health.status).toBe(200)
-      // The dashboard's files came with the package.
-      expect((await fetch(`${url}/_emulator/ui`)).status).toBe(200)
+      // The dashboard's files came with the package (served on the control plane's own port).
+      const dashboard = /^Dashboard: (\S+)$/m.exec(out)?.[1]
+      expect(dashboard).toMatch(/^http:\/\/\[::1\]:\d+\/_emulator\/ui$/)
+      expect((await fetch(dashboard as string)).status).toBe(200)
       // Ctrl-C: the terminal signals the whole group. npm re-raises the signal on itself; the emulator
       // shuts down and nothing of the group is left.
       process.kill(-(child.pid as number), 'SIGINT')
