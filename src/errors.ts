@@ -75,6 +75,9 @@ export const Errors = {
   notAFile: (path: string) => new EmulatorError('not_a_file', 400, `not a regular file: ${path}`, { path }),
   notADirectory: (path: string) =>
     new EmulatorError('not_a_directory', 400, `not a directory: ${path}`, { path }),
+  /** A write the container's file system refuses (`why`: the reason, in words). */
+  unwritablePath: (path: string, why: string) =>
+    new EmulatorError('conflict', 409, `cannot write ${path}: ${why}`, { path }),
   conflict: (message: string, details?: Record<string, unknown>) =>
     new EmulatorError('conflict', 409, message, details),
   /**

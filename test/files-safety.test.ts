@@ -41,6 +41,26 @@ describeWithDocker('writeFile never replaces a directory (issue 11 item 8)', () 
     },
   )
 
+  // Findings 1: the engine bind-mounts these into every container; its archive API cannot replace them.
+  it.each(['/etc/hostname', '/etc/hosts', '/etc/resolv.conf'])(
+    'answers writeFile(%j), a file the engine mounts, with a 4xx naming the path and keeps the sandbox working',
+    async (path) => {
+      const before = (await s.exec(`cat ${path}`)).stdout
+      const err = await s.writeFile(path, 'clobber').then(
+        () => new Error(`writeFile(${path}) succeeded`),
+        (e: unknown) => e,
+      )
+      expect(err).toBeInstanceOf(IsorunError)
+      const e = err as IsorunError
+      expect(e.status).toBe(409)
+      const body = JSON.parse(e.body ?? '{}').error
+      expect(body).toMatchObject({ code: 'conflict', details: { path } })
+      expect(body.message).toContain(path)
+      expect((await s.exec(`cat ${path}`)).stdout).toBe(before)
+      expect((await s.exec('echo alive')).stdout).toBe('alive\n')
+    },
+  )
+
   it('still writes files, also through a path with dot segments', async () => {
     await s.writeFile('/tmp/../work/./new.txt', 'fresh')
     expect((await s.exec('cat /work/new.txt')).stdout).toBe('fresh')

@@ -269,9 +269,17 @@ function samplesFor(name: string): string[] {
     case 'command':
       return ['echo fuzz', 'true', 'cat /etc/hostname', 'ls /tmp', 'exit 3', 'echo -n x >&2']
     case 'path':
-      // Not yet /etc/hostname, /etc/hosts or /etc/resolv.conf (files Docker mounts): a write there answers
-      // 500 (reported in /work/team/findings.md, for src/docker); add them back once it is a 4xx.
-      return ['/tmp/fuzz.txt', '/tmp', '/', '/etc/passwd', '/w/index.html']
+      // The /etc files are the engine's bind mounts: a write there is refused with a 409.
+      return [
+        '/tmp/fuzz.txt',
+        '/tmp',
+        '/',
+        '/etc/passwd',
+        '/w/index.html',
+        '/etc/hostname',
+        '/etc/hosts',
+        '/etc/resolv.conf',
+      ]
     case 'network_profile':
       return ['default', 'none', 'web-dev']
     default:

@@ -6,7 +6,7 @@ import type Docker from 'dockerode'
 import * as tar from 'tar-stream'
 import { Errors } from '../errors.ts'
 import type { FileDownload } from '../sandboxes/engine.ts'
-import { translateDockerError } from './errors.ts'
+import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
 
 /** Symlinks followed when reading a file, as the kernel's own limit on nested links is of this order. */
@@ -45,9 +45,25 @@ export async function writeFile(
   } catch (err) {
     const e = err as { statusCode?: number }
     if (e?.statusCode === 400) throw Errors.notAFile(path)
+    const unwritable = UNWRITABLE.find((u) => u.pattern.test(dockerMessage(err)))
+    if (unwritable) throw Errors.unwritablePath(path, unwritable.why)
     throw translateDockerError(err, () => Errors.runNotFound(containerId))
   }
 }
+
+/**
+ * Refusals of the container's file system, not faults of the engine: Docker and Podman both quote the
+ * kernel's errno when a file cannot be replaced. EBUSY: a file the engine bind-mounts into every
+ * container (/etc/hostname, /etc/hosts, /etc/resolv.conf); EROFS and EPERM: /sys, /proc (Podman).
+ */
+const UNWRITABLE = [
+  {
+    pattern: /device or resource busy/,
+    why: 'the engine mounts it into the sandbox (as /etc/hostname, /etc/hosts and /etc/resolv.conf), so it cannot be replaced',
+  },
+  { pattern: /read-only file system/, why: 'it is on a read-only file system' },
+  { pattern: /operation not permitted/, why: 'the sandbox’s file system does not allow replacing it' },
+]
 
 /** Go's os.FileMode bits, as Docker's path stat reports them. */
 const MODE_DIR = 2 ** 31
