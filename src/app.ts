@@ -150,8 +150,7 @@ export function buildApp(deps: AppDeps): App {
     pool,
     strict: config.strict,
     beforeCheckpoint: async (runId) => {
-      egressGateway.closeConnections(runId)
-      await proxy.closeConnections(runId)
+      await Promise.all([egressGateway.closeConnections(runId), proxy.closeConnections(runId)])
     },
     egressEnforcer: egressGateway,
     limits: sandboxLimits(config, deps.engineInfo),

@@ -412,6 +412,28 @@ describe('egress proxy (in process, on loopback)', () => {
     expect(plain).toMatch(/^HTTP\/1\.1 400/)
   })
 
+  it('closeConnections resolves only once the guest has closed its side of each connection (findings 2)', async () => {
+    // A guest that closes its side only 300 ms after the proxy closed its own (a busy machine): CRIU
+    // refuses a checkpoint while the guest still holds the connection.
+    const guest = connect({ host: '127.0.0.1', port: proxy.port, allowHalfOpen: true })
+    guest.on('error', () => {})
+    guest.on('end', () => setTimeout(() => guest.end(), 300))
+    let got = ''
+    await new Promise<void>((resolve) => {
+      guest.on('data', (c) => {
+        got += c
+        if (got.includes('\r\n\r\n')) resolve()
+      })
+      guest.write(`CONNECT allowed.test:${targetPort} HTTP/1.1\r\nHost: allowed.test:${targetPort}\r\n\r\n`)
+    })
+    expect(got).toMatch(/^HTTP\/1\.1 200 Connection Established/)
+    const started = performance.now()
+    await proxy.closeConnections(sandbox.id)
+    expect(guest.writableEnded).toBe(true)
+    expect(performance.now() - started).toBeGreaterThan(250)
+    guest.destroy()
+  })
+
   it('refuses a source that is not a sandbox with a policy', async () => {
     known = false
     try {

@@ -34,7 +34,7 @@ function domain(withEgress = false): FakeDomain {
               attachment: { network: 'isolated', proxyHost: 'isorun-egress', proxyAddress: '10.9.0.1' },
               env: {},
             }),
-            closeConnections: () => undefined,
+            closeConnections: async () => undefined,
           },
         }
       : {},

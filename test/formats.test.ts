@@ -24,7 +24,7 @@ const stubEgress: EgressEnforcer = {
     attachment: { network: 'isolated', proxyHost: 'isorun-egress', proxyAddress: '10.0.0.1' },
     env: { HTTP_PROXY: 'http://isorun-egress:1' },
   }),
-  closeConnections: () => {},
+  closeConnections: async () => {},
 }
 
 const json = (v: unknown) => JSON.stringify(v)

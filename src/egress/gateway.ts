@@ -86,8 +86,8 @@ export class EgressGateway implements EgressEnforcer {
     }
   }
 
-  closeConnections(runId: string): void {
-    this.proxy.closeConnections(runId)
+  closeConnections(runId: string): Promise<void> {
+    return this.proxy.closeConnections(runId)
   }
 
   status(): EgressStatus {

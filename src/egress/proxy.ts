@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
+import { closeSockets } from '../net/close-sockets.ts'
 import { limitConnectTime } from '../net/connect-timeout.ts'
 import { SocketsByRun } from '../net/sockets-by-run.ts'
 import { badStatusLine, clientResponseHeaders, closingResponse } from '../proxy/headers.ts'
@@ -77,9 +78,13 @@ export class EgressProxy {
     return typeof address === 'object' && address ? address.port : 0
   }
 
-  /** Cuts a sandbox's connections through the proxy (tunnels included). */
-  closeConnections(runId: string): void {
-    for (const socket of this.byRun.take(runId)) socket.destroy()
+  /**
+   * Closes a sandbox's connections through the proxy (tunnels included) and resolves once the guest has
+   * closed its side of each too (bounded): before a checkpoint, a connection merely cut lingers in the
+   * guest long enough, on a busy machine, for CRIU to find it and refuse the dump.
+   */
+  closeConnections(runId: string): Promise<void> {
+    return closeSockets(this.byRun.take(runId))
   }
 
   async close(): Promise<void> {

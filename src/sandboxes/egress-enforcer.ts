@@ -16,5 +16,6 @@ export interface EgressSetup {
  */
 export interface EgressEnforcer {
   prepare(): Promise<EgressSetup>
-  closeConnections(runId: string): void
+  /** Resolves once the guest has closed its side of each connection too (bounded). */
+  closeConnections(runId: string): Promise<void>
 }
