@@ -115,6 +115,9 @@ export const Errors = {
   engineUnavailable: (why: string) =>
     new EmulatorError('engine_unavailable', 503, `the container engine is not reachable: ${why}`),
   engine: (message: string) => new EmulatorError('engine_error', 500, message),
+  /** CRIU refused a checkpoint: `why` in words, `criu` its own line from the dump log. */
+  checkpointRefused: (why: string, criu: string) =>
+    new EmulatorError('engine_error', 500, `checkpoint failed: ${why}`, { criu }),
   badGateway: (id: string, port: number, why: string) =>
     new EmulatorError('bad_gateway', 502, `nothing answered on port ${port} of sandbox ${id}: ${why}`, {
       id,

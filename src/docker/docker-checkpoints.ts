@@ -4,6 +4,7 @@ import { Errors } from '../errors.ts'
 import type { SandboxSpec, SnapshotOutcome, SnapshotRequest, StoredSnapshot } from '../sandboxes/engine.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
 import { CriuCheckpoints, dirSize } from './criu-checkpoints.ts'
+import { checkpointFailure } from './criu-log.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { commitSnapshot, discardSnapshotImage, snapshotImage, snapshotLayerSize } from './snapshot-images.ts'
 
@@ -51,7 +52,7 @@ export class DockerCheckpoints {
     } catch (err) {
       await this.criu.remove(containerId, req.snapshotId)
       await discardSnapshotImage(this.docker, req.snapshotId)
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      throw await checkpointFailure(err, containerId)
     }
     const stored: StoredSnapshot = { image, checkpointDir }
     return { stored, sizeBytes: await this.sizeOf(stored) }
@@ -83,7 +84,7 @@ export class DockerCheckpoints {
         await this.docker.getContainer(containerId).pause()
       }
     } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      throw await checkpointFailure(err, containerId)
     }
   }
 

@@ -7,6 +7,7 @@ import {
   createSandboxContainer,
   startSandboxContainer,
 } from '../docker/containers.ts'
+import { checkpointFailure } from '../docker/criu-log.ts'
 import { dockerMessage, translateDockerError } from '../docker/errors.ts'
 import {
   commitSnapshot,
@@ -62,7 +63,7 @@ export class PodmanCheckpoints {
     } catch (err) {
       if (checkpointDir) await rm(checkpointDir, { recursive: true, force: true })
       await discardSnapshotImage(this.docker, req.snapshotId)
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      throw await checkpointFailure(err, containerId)
     }
     const stored: StoredSnapshot = { image, checkpointDir }
     return { stored, sizeBytes: (await snapshotLayerSize(this.docker, image)) + checkpointBytes }
@@ -108,7 +109,7 @@ export class PodmanCheckpoints {
       if (withMemory) await this.libpod.checkpoint(containerId)
       else await this.docker.getContainer(containerId).pause()
     } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      throw await checkpointFailure(err, containerId)
     }
   }
 
