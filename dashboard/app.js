@@ -129,13 +129,10 @@
           let code = `http_${res.status}`,
             message = text || res.statusText
           try {
+            // The emulator's error body: {"error": "<message>", "code", "details"}.
             const e = JSON.parse(text)
-            // Either body shape: { error: { code, message } } or { error: "message", code }.
-            if (e && typeof e.error === 'object' && e.error) {
-              code = e.error.code
-              message = e.error.message
-            } else if (e && typeof e.error === 'string') {
-              code = e.code || code
+            if (e && typeof e.error === 'string') {
+              code = e.code
               message = e.error
             }
           } catch (_) {

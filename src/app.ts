@@ -16,7 +16,7 @@ import { requireApiKey } from './http/auth.ts'
 import { answerClientError, limitHeadTime } from './http/client-errors.ts'
 import { trustsWithoutToken } from './http/control-guard.ts'
 import { journalSecrets, registerControlHooks } from './http/control-hooks.ts'
-import { registerErrorHandling } from './http/error-handler.ts'
+import { frameworkErrors, registerErrorHandling } from './http/error-handler.ts'
 import { EmulatorNames } from './http/host-names.ts'
 import { openApiFromRoutes } from './http/openapi.ts'
 import { type OriginUrls, servedOnlyOn } from './http/origins.ts'
@@ -97,6 +97,8 @@ export function buildApp(deps: AppDeps): App {
     bodyLimit: 8 * 1024 * 1024,
     // Requests Node's parser refuses get its status with the emulator's error body.
     clientErrorHandler: (err, socket) => answerClientError(err, socket, config.headersTimeoutMs),
+    // What the router refuses before any route (a malformed URL, a too long parameter), in the same shape.
+    frameworkErrors,
   })
   limitHeadTime(app.server, config.headersTimeoutMs)
   const proxy = new GuestProxy()

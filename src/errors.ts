@@ -1,7 +1,7 @@
 /**
  * The one error type of the emulator. Every failure a client can see is an EmulatorError with a stable
  * `code`, an HTTP `status` and a message that names the problem; the HTTP error handler turns it into
- * the single body shape `{ "error": { "code", "message", "details"? } }`.
+ * the single body shape `{ "error": "<message>", "code", "details"? }` (the SDK's own).
  */
 export type ErrorCode =
   | 'bad_request'
@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'quota_exceeded'
+  | 'uri_too_long'
   | 'unsupported_media_type'
   | 'image_unavailable'
   | 'not_a_file'

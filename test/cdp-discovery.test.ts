@@ -14,7 +14,9 @@ import { describeWithDocker } from './support/sdk.ts'
 const BROWSER_ID = 'b1c2d3e4-0000-4000-8000-000000000001'
 
 interface ErrorBody {
-  error: { code: string; message: string; details?: Record<string, unknown> }
+  error: string
+  code: string
+  details?: Record<string, unknown>
 }
 
 // An emulator of its own: root discovery picks among ALL running sandboxes, so sandboxes other test
@@ -46,9 +48,9 @@ describeWithDocker(
         const res = await rootGet('/json/version')
         expect(res.status).toBe(404)
         const body = (await res.json()) as ErrorBody
-        expect(body.error.code).toBe('not_found')
-        expect(body.error.message).toContain('no running sandbox has a server on port 9222')
-        expect(body.error.details).toEqual({ port: 9222, sandboxes_running: 1 })
+        expect(body.code).toBe('not_found')
+        expect(body.error).toContain('no running sandbox has a server on port 9222')
+        expect(body.details).toEqual({ port: 9222, sandboxes_running: 1 })
       } finally {
         await idle.destroy()
       }
@@ -91,9 +93,9 @@ describeWithDocker(
         const res = await rootGet('/json/version')
         expect(res.status).toBe(409)
         const body = (await res.json()) as ErrorBody
-        expect(body.error.code).toBe('conflict')
-        expect(body.error.message).toContain('browserWSEndpoint')
-        expect(body.error.details).toEqual({ port: 9222, sandboxes_serving: 2 })
+        expect(body.code).toBe('conflict')
+        expect(body.error).toContain('browserWSEndpoint')
+        expect(body.details).toEqual({ port: 9222, sandboxes_serving: 2 })
         // The refusal names no run id: those are the sandboxes' credentials.
         expect(JSON.stringify(body)).not.toContain(a.id)
         expect(JSON.stringify(body)).not.toContain(b.id)
@@ -141,8 +143,8 @@ describe('root DevTools discovery settings', () => {
     try {
       const res = await app.inject({ method: 'GET', url: '/json/version' })
       expect(res.statusCode).toBe(404)
-      expect(res.json().error.code).toBe('route_not_found')
-      expect(res.json().error.message).toContain('ISORUN_EMULATOR_CDP_DISCOVERY=on')
+      expect(res.json().code).toBe('route_not_found')
+      expect(res.json().error).toContain('ISORUN_EMULATOR_CDP_DISCOVERY=on')
       const caps = await app.inject({ method: 'GET', url: '/_emulator/capabilities' })
       expect(caps.json().proxy_fast_lane).toBe(true)
       expect(caps.json().cdp_root_discovery).toEqual({

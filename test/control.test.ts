@@ -58,7 +58,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
           body: JSON.stringify({ seconds: 1 }),
         })
         expect(refused.status).toBe(409)
-        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('conflict')
+        expect(((await refused.json()) as { code: string }).code).toBe('conflict')
       } finally {
         await real.stop()
       }
@@ -137,9 +137,7 @@ describeWithDocker('test-double powers: startEmulator, virtual clock, faults, jo
         })
       const bad = await post({ path: '(' })
       expect(bad.status).toBe(400)
-      expect(((await bad.json()) as { error: { details: { field: string } } }).error.details.field).toBe(
-        'body.path',
-      )
+      expect(((await bad.json()) as { details: { field: string } }).details.field).toBe('body.path')
       const { id } = (await (await post({ path: '^/v1/usage$', status: 503 })).json()) as { id: string }
       expect(await statusOf(isorun.usage())).toBe(503)
       const listed = (await (await fetch(`${emu.adminUrl}/_emulator/faults`)).json()) as {

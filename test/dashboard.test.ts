@@ -238,7 +238,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
       route.fulfill({
         status: 409,
         contentType: 'application/json',
-        body: JSON.stringify({ error: { code: 'conflict', message: '<i id=toast-markup>busy</i>' } }),
+        body: JSON.stringify({ error: '<i id=toast-markup>busy</i>', code: 'conflict' }),
       }),
     )
     await row(s.id).locator('button.hibernate').click()
@@ -256,7 +256,7 @@ describeWithBrowser('the dashboard (/_emulator/ui) in a real browser', () => {
       route.fulfill({
         status: 401,
         contentType: 'application/json',
-        body: JSON.stringify({ error: { code: 'unauthorized', message: 'invalid API key' } }),
+        body: JSON.stringify({ error: 'invalid API key', code: 'unauthorized' }),
       }),
     )
     await expect

@@ -15,7 +15,7 @@ async function writeError(s: Sandbox, path: string): Promise<{ status: number; c
   )
   expect(err).toBeInstanceOf(IsorunError)
   const e = err as IsorunError
-  return { status: e.status, code: JSON.parse(e.body ?? '{}').error?.code }
+  return { status: e.status, code: JSON.parse(e.body ?? '{}').code }
 }
 
 describeWithDocker('writeFile never replaces a directory (issue 11 item 8)', () => {

@@ -29,7 +29,8 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       const res = await t.app.inject({ method: 'GET', url: '/v1/runs' })
       expect(res.statusCode).toBe(401)
       expect(res.json()).toEqual({
-        error: { code: 'unauthorized', message: 'missing API key: send Authorization: Bearer <key>' },
+        error: 'missing API key: send Authorization: Bearer <key>',
+        code: 'unauthorized',
       })
     })
 
@@ -43,7 +44,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       const strict = build({ ISORUN_EMULATOR_API_KEYS: 'good-1,good-2' })
       const bad = await strict.app.inject({ method: 'GET', url: '/v1/runs', headers: auth('nope') })
       expect(bad.statusCode).toBe(401)
-      expect(bad.json().error.message).toBe('invalid API key')
+      expect(bad.json().error).toBe('invalid API key')
       const good = await strict.app.inject({ method: 'GET', url: '/v1/runs', headers: auth('good-2') })
       expect(good.statusCode).toBe(200)
       await strict.app.close()
@@ -69,10 +70,10 @@ describe('HTTP layer (app.inject, no Docker)', () => {
     ])('rejects create body %j with a 400 naming %s', async (body, field) => {
       const res = await create(body)
       expect(res.statusCode).toBe(400)
-      const err = res.json().error
+      const err = res.json()
       expect(err.code).toBe('validation_failed')
       expect(err.details.field).toBe(field)
-      expect(err.message.startsWith(`${field}:`)).toBe(true)
+      expect(err.error.startsWith(`${field}:`)).toBe(true)
       expect(t.engine.created).toHaveLength(0)
     })
 
@@ -98,8 +99,8 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: '{"image": ',
       })
       expect(res.statusCode).toBe(400)
-      expect(res.json().error.code).toBe('validation_failed')
-      expect(res.json().error.message).toMatch(/^body: invalid JSON/)
+      expect(res.json().code).toBe('validation_failed')
+      expect(res.json().error).toMatch(/^body: invalid JSON/)
     })
 
     it('rejects an exec without a command and a file path that is not absolute', async () => {
@@ -111,37 +112,37 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: {},
       })
       expect(exec.statusCode).toBe(400)
-      expect(exec.json().error.details.field).toBe('body.command')
+      expect(exec.json().details.field).toBe('body.command')
       const file = await t.app.inject({
         method: 'GET',
         url: `/v1/runs/${id}/files?path=etc`,
         headers: auth(),
       })
       expect(file.statusCode).toBe(400)
-      expect(file.json().error.message).toBe('query.path: must be an absolute path')
+      expect(file.json().error).toBe('query.path: must be an absolute path')
       const missing = await t.app.inject({
         method: 'GET',
         url: `/v1/runs/${id}/files/download`,
         headers: auth(),
       })
       expect(missing.statusCode).toBe(400)
-      expect(missing.json().error.details.field).toBe('query.path')
+      expect(missing.json().details.field).toBe('query.path')
     })
 
     it('answers an unknown network profile or an invalid rule with a 400 naming it', async () => {
       const unknown = await create({ network_profile: 'no-such-profile' })
       expect(unknown.statusCode).toBe(400)
-      expect(unknown.json().error.details.field).toBe('body.network_profile')
-      expect(unknown.json().error.message).toContain('no-such-profile')
+      expect(unknown.json().details.field).toBe('body.network_profile')
+      expect(unknown.json().error).toContain('no-such-profile')
       const bad = await create({ network: { allow: ['ok.example', 'https://x.example/path'] } })
       expect(bad.statusCode).toBe(400)
-      expect(bad.json().error.details.field).toBe('body.network.allow.1')
+      expect(bad.json().details.field).toBe('body.network.allow.1')
     })
 
     it('refuses a policy an engine cannot isolate (409) instead of creating an unrestricted sandbox', async () => {
       const res = await create({ network_profile: 'none' })
       expect(res.statusCode).toBe(409)
-      expect(res.json().error.code).toBe('capability_unavailable')
+      expect(res.json().code).toBe('capability_unavailable')
       expect(t.engine.created).toHaveLength(0)
       // `default` (and an empty policy) restrict nothing: an ordinary sandbox.
       expect((await create({ network_profile: 'default', network: { allow: [] } })).statusCode).toBe(201)
@@ -157,9 +158,9 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         headers: auth(),
       })
       expect(unknown.statusCode).toBe(404)
-      expect(unknown.json().error).toEqual({
+      expect(unknown.json()).toEqual({
+        error: 'sandbox run00000000000000000000 not found',
         code: 'not_found',
-        message: 'sandbox run00000000000000000000 not found',
         details: { id: 'run00000000000000000000' },
       })
       const foreign = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}`, headers: auth('k2') })
@@ -169,22 +170,22 @@ describe('HTTP layer (app.inject, no Docker)', () => {
     it('maps an image that cannot be had to 400 image_unavailable naming it', async () => {
       const res = await create({ image: 'missing/thing:1' })
       expect(res.statusCode).toBe(400)
-      expect(res.json().error.code).toBe('image_unavailable')
-      expect(res.json().error.message).toContain('missing/thing:1')
+      expect(res.json().code).toBe('image_unavailable')
+      expect(res.json().error).toContain('missing/thing:1')
     })
 
     it('answers an unknown route with a JSON 404', async () => {
       const res = await t.app.inject({ method: 'GET', url: '/v1/nothing-here', headers: auth() })
       expect(res.statusCode).toBe(404)
-      expect(res.json().error.code).toBe('route_not_found')
+      expect(res.json().code).toBe('route_not_found')
     })
 
     it('reports an unreachable engine as 503 on health', async () => {
       t.engine.reachable = false
       const res = await t.app.inject({ method: 'GET', url: '/_emulator/health' })
       expect(res.statusCode).toBe(503)
-      expect(res.json().error.code).toBe('engine_unavailable')
-      expect(res.json().error.message).toContain('docker.sock')
+      expect(res.json().code).toBe('engine_unavailable')
+      expect(res.json().error).toContain('docker.sock')
     })
 
     it('uploads any content type as raw bytes, JSON included, and rejects oversize uploads with 413', async () => {
@@ -218,7 +219,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: Buffer.alloc(11),
       })
       expect(big.statusCode).toBe(413)
-      expect(big.json().error.code).toBe('payload_too_large')
+      expect(big.json().code).toBe('payload_too_large')
       await small.app.close()
     })
 
@@ -247,7 +248,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: { count: 2 },
       })
       expect(res.statusCode).toBe(500)
-      expect(res.json().error.message).toContain('every fork child failed to start')
+      expect(res.json().error).toContain('every fork child failed to start')
     })
 
     it('answers a restore of an unknown snapshot with 404 and a fork count out of range with 400', async () => {
@@ -258,7 +259,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: { snapshot_id: 'snapnope' },
       })
       expect(restore.statusCode).toBe(404)
-      expect(restore.json().error.message).toBe('snapshot snapnope not found')
+      expect(restore.json().error).toBe('snapshot snapnope not found')
       const id = (await create({ image: 'busybox:latest' })).json().id
       const fork = await t.app.inject({
         method: 'POST',
@@ -267,7 +268,7 @@ describe('HTTP layer (app.inject, no Docker)', () => {
         payload: { count: 21 },
       })
       expect(fork.statusCode).toBe(400)
-      expect(fork.json().error.details.field).toBe('body.count')
+      expect(fork.json().details.field).toBe('body.count')
     })
 
     it('lists the network profiles as a bare array', async () => {

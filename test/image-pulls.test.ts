@@ -37,7 +37,7 @@ async function createFails(
   )
   expect(err).toBeInstanceOf(IsorunError)
   const body = JSON.parse((err as IsorunError).body ?? '{}')
-  return { status: (err as IsorunError).status, code: body.error?.code, message: body.error?.message }
+  return { status: (err as IsorunError).status, code: body.code, message: body.error }
 }
 
 /** An emulator in this process with the given pull settings. */

@@ -23,7 +23,9 @@ async function listener(): Promise<{ server: Server; port: number; connections: 
 }
 
 interface ErrorBody {
-  error?: { code?: string; message?: string; details?: { field?: string } }
+  error?: string
+  code?: string
+  details?: { field?: string }
 }
 
 async function createError(isorun: Isorun, image: string): Promise<{ status: number; body: ErrorBody }> {
@@ -74,7 +76,7 @@ describeWithDocker('image references: a create names an image, nothing else (iss
     const isorun = emulator.client()
     for (const image of bad()) {
       const { status, body } = await createError(isorun, image)
-      expect({ image, status, code: body.error?.code, field: body.error?.details?.field }).toEqual({
+      expect({ image, status, code: body.code, field: body.details?.field }).toEqual({
         image,
         status: 400,
         code: 'validation_failed',
@@ -148,7 +150,7 @@ describeWithDocker('images do not cross tenants (issue 12 item 1)', () => {
     const hex = id.replace(/^sha256:/, '')
     for (const image of [tag, `docker.io/library/${tag}`, id, hex, `${tag}@${id}`]) {
       const { status, body } = await createError(other, image)
-      expect({ image, status, code: body.error?.code, field: body.error?.details?.field }).toEqual({
+      expect({ image, status, code: body.code, field: body.details?.field }).toEqual({
         image,
         status: 400,
         code: 'validation_failed',
@@ -158,7 +160,7 @@ describeWithDocker('images do not cross tenants (issue 12 item 1)', () => {
     // A short id prefix is a well-formed name: it is looked up as a name, never as an id.
     for (const image of [hex.slice(0, 12), hex.slice(0, 6)]) {
       const { status, body } = await createError(other, image)
-      expect({ image, status, code: body.error?.code }).toEqual({
+      expect({ image, status, code: body.code }).toEqual({
         image,
         status: 400,
         code: 'image_unavailable',

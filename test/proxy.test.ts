@@ -227,10 +227,10 @@ describeWithDocker('url(port) through the real SDK', () => {
     const res = await fetch(s.url(4999, '/anything'))
     const elapsed = performance.now() - started
     expect(res.status).toBe(502)
-    const body = (await res.json()) as { error: { code: string; message: string; details: unknown } }
-    expect(body.error.code).toBe('bad_gateway')
-    expect(body.error.message).toContain('4999')
-    expect(body.error.details).toMatchObject({ port: 4999, id: s.id })
+    const body = (await res.json()) as { error: string; code: string; details: unknown }
+    expect(body.code).toBe('bad_gateway')
+    expect(body.error).toContain('4999')
+    expect(body.details).toMatchObject({ port: 4999, id: s.id })
     expect(elapsed).toBeLessThan(1000)
   })
 
@@ -238,11 +238,9 @@ describeWithDocker('url(port) through the real SDK', () => {
     const res = await fetch(`${apiUrl}/v1/runs/run00000000000000000000/proxy/8080/`)
     expect(res.status).toBe(404)
     expect(await res.json()).toEqual({
-      error: {
-        code: 'not_found',
-        message: 'sandbox run00000000000000000000 not found',
-        details: { id: 'run00000000000000000000' },
-      },
+      error: 'sandbox run00000000000000000000 not found',
+      code: 'not_found',
+      details: { id: 'run00000000000000000000' },
     })
   })
 
@@ -423,14 +421,16 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
     const id = await createRun()
     const res = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}/proxy/${port}/` })
     expect(res.statusCode).toBe(400)
-    expect(res.json().error).toMatchObject({ code: 'validation_failed', details: { field: 'params.port' } })
+    expect(res.json()).toMatchObject({ code: 'validation_failed', details: { field: 'params.port' } })
   })
 
   it('answers an unknown run with 404 and needs no API key', async () => {
     const res = await t.app.inject({ method: 'POST', url: '/v1/runs/runnope/proxy/8080/x', payload: 'hi' })
     expect(res.statusCode).toBe(404)
     expect(res.json()).toEqual({
-      error: { code: 'not_found', message: 'sandbox runnope not found', details: { id: 'runnope' } },
+      error: 'sandbox runnope not found',
+      code: 'not_found',
+      details: { id: 'runnope' },
     })
   })
 
@@ -440,8 +440,8 @@ describe('url(port) in the HTTP layer (app.inject, no Docker)', () => {
     sandbox.status = 'destroying'
     const res = await t.app.inject({ method: 'GET', url: `/v1/runs/${id}/proxy/${guestPort}/` })
     expect(res.statusCode).toBe(409)
-    expect(res.json().error.code).toBe('conflict')
-    expect(res.json().error.message).toContain('not running')
+    expect(res.json().code).toBe('conflict')
+    expect(res.json().error).toContain('not running')
     sandbox.status = 'running'
   })
 

@@ -94,7 +94,7 @@ describeWithDocker('strict mode without CRIU', () => {
     for (const op of [() => s.snapshot(), () => s.fork(1), () => s.hibernate()]) {
       const err = (await op().catch((e: unknown) => e)) as IsorunError
       expect(err.status).toBe(409)
-      expect(JSON.parse(err.body ?? '{}').error.code).toBe('capability_unavailable')
+      expect(JSON.parse(err.body ?? '{}').code).toBe('capability_unavailable')
     }
     expect((await s.exec('echo still fine')).stdout).toBe('still fine\n')
     await s.destroy()

@@ -56,7 +56,7 @@ describe('files/upload bodies', () => {
     const id = await newRun()
     const res = await upload(id, pieces(40, 64 * 1024).stream)
     expect(res.statusCode).toBe(413)
-    expect(res.json().error.code).toBe('payload_too_large')
+    expect(res.json().code).toBe('payload_too_large')
     expect(t.engine.files.has(`fake-${id}:/data/f.bin`)).toBe(false)
     expect(spooled()).toEqual([])
   })
@@ -70,7 +70,7 @@ describe('files/upload bodies', () => {
       const { stream, read } = pieces(1000, 64 * 1024)
       const res = await upload(run, stream, key)
       expect(res.statusCode).toBe(404)
-      expect(res.json().error.code).toBe('not_found')
+      expect(res.json().code).toBe('not_found')
       expect(read.bytes).toBeLessThan(1024 * 1024)
     }
   })

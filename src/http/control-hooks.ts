@@ -4,6 +4,7 @@ import type { JournalEntry, RequestJournal, SecretsOf } from '../control/journal
 import { bearerToken } from '../net/bearer.ts'
 import { hashApiKey } from '../sandboxes/ids.ts'
 import type { SandboxRegistry } from '../sandboxes/registry.ts'
+import { errorBodyOf } from './error-handler.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,15 +49,11 @@ export function registerControlHooks(
       default:
         // An error without a status only delays the real answer.
         if (fault.status === undefined) return
-        return reply.status(fault.status).send(
-          fault.body ?? {
-            error: {
-              code: 'injected_fault',
-              message: `injected by fault ${fault.id}`,
-              details: { fault: fault.id },
-            },
-          },
-        )
+        return reply
+          .status(fault.status)
+          .send(
+            fault.body ?? errorBodyOf('injected_fault', `injected by fault ${fault.id}`, { fault: fault.id }),
+          )
     }
   })
 

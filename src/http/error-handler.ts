@@ -1,16 +1,33 @@
-import type { FastifyError, FastifyInstance } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { z } from 'zod'
 import { type EmulatorError, type ErrorCode, Errors, isEmulatorError } from '../errors.ts'
 import { zodValidatorCompiler } from './zod-provider.ts'
 
+/**
+ * The one error body, in the SDK's own shape: its fixtures answer `{"error": "<message>"}`, and
+ * IsorunError.message keeps `HTTP <status>: ` and the body's first 200 bytes, so the readable message
+ * comes first; `code` and `details` follow for programs.
+ */
 export interface ErrorBody {
-  error: { code: ErrorCode | string; message: string; details?: Record<string, unknown> }
+  error: string
+  code: ErrorCode | string
+  details?: Record<string, unknown>
+}
+
+/** The body for a failure, `error` first. */
+export function errorBodyOf(
+  code: ErrorCode | string,
+  message: string,
+  details?: Record<string, unknown>,
+): ErrorBody {
+  return details ? { error: message, code, details } : { error: message, code }
 }
 
 const FASTIFY_CODES: Record<number, ErrorCode> = {
   400: 'validation_failed',
   404: 'route_not_found',
   413: 'payload_too_large',
+  414: 'uri_too_long',
   415: 'unsupported_media_type',
 }
 
@@ -31,19 +48,26 @@ export function registerErrorHandling(app: FastifyInstance): void {
     const status = err.statusCode ?? 500
     if (status >= 400 && status < 500) {
       const code = FASTIFY_CODES[status] ?? 'bad_request'
-      return reply.status(status).send({ error: { code, message: err.message } } satisfies ErrorBody)
+      return reply.status(status).send(errorBodyOf(code, err.message))
     }
     request.log.error({ err }, 'unhandled error')
-    return reply.status(500).send({
-      error: { code: 'internal', message: 'internal error; see the emulator log' },
-    } satisfies ErrorBody)
+    return reply.status(500).send(errorBodyOf('internal', 'internal error; see the emulator log'))
   })
 
   app.setNotFoundHandler((request, reply) => {
-    reply.status(404).send({
-      error: { code: 'route_not_found', message: `no route ${request.method} ${request.url.split('?')[0]}` },
-    } satisfies ErrorBody)
+    reply
+      .status(404)
+      .send(errorBodyOf('route_not_found', `no route ${request.method} ${request.url.split('?')[0]}`))
   })
+}
+
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any route or hook (a malformed URL, a
+ * path parameter longer than it takes), answered in the one shape rather than Fastify's own.
+ */
+export function frameworkErrors(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  const status = err.statusCode ?? 400
+  reply.status(status).send(errorBodyOf(FASTIFY_CODES[status] ?? 'bad_request', err.message))
 }
 
 /** Where a request part is named in `details.field`: `body.vcpus`, `query.path`, `params.id`. */
@@ -62,9 +86,7 @@ function validationFailure(err: FastifyError): EmulatorError | undefined {
   return Errors.validation(field, issue?.message ?? 'invalid')
 }
 
-/** The one error body shape, also for answers written straight to a socket (upgrade requests). */
+/** The one error body shape, also for answers written straight to a socket (see raw-reply.ts). */
 export function errorBody(err: EmulatorError): ErrorBody {
-  const body: ErrorBody = { error: { code: err.code, message: err.message } }
-  if (err.details) body.error.details = err.details
-  return body
+  return errorBodyOf(err.code, err.message, err.details)
 }

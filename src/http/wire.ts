@@ -25,17 +25,18 @@ import { RunParams } from './schemas.ts'
 
 export const ErrorWire = z
   .strictObject({
-    error: z.strictObject({
-      code: z.string().meta({
-        description:
-          'stable: unauthorized, validation_failed, not_found, route_not_found, conflict, image_unavailable, payload_too_large, not_a_file, not_a_directory, capability_unavailable, not_implemented, bad_gateway, engine_unavailable, engine_error, internal, ...',
-      }),
-      message: z.string(),
-      details: z
-        .record(z.string(), z.unknown())
-        .optional()
-        .meta({ description: 'e.g. `field` for validation_failed, `id` for not_found' }),
+    error: z.string().meta({
+      description:
+        'the readable message; first, as the SDK expects (IsorunError.message shows the first 200 bytes of the body)',
     }),
+    code: z.string().meta({
+      description:
+        'stable: unauthorized, validation_failed, not_found, route_not_found, conflict, image_unavailable, payload_too_large, not_a_file, not_a_directory, capability_unavailable, not_implemented, bad_gateway, engine_unavailable, engine_error, internal, ...',
+    }),
+    details: z
+      .record(z.string(), z.unknown())
+      .optional()
+      .meta({ description: 'e.g. `field` for validation_failed, `id` for not_found' }),
   })
   .meta({ description: 'The one error shape of every failure.' })
 
@@ -222,7 +223,6 @@ type Holds<T extends true> = T
 
 export type WireDriftChecks = [
   Holds<Describes<typeof ErrorWire, ErrorBody>>,
-  Holds<Describes<typeof ErrorWire.shape.error, ErrorBody['error']>>,
   Holds<Describes<typeof UsageWireSchema, UsageWire>>,
   Holds<Describes<typeof HistoryEntryWire, Omit<HistoryRecord, 'owner' | 'reason'>>>,
   Holds<Describes<typeof AuditEntryWire, AuditEntry>>,
