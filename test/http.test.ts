@@ -129,6 +129,80 @@ describe('HTTP layer (app.inject, no Docker)', () => {
       expect(missing.json().details.field).toBe('query.path')
     })
 
+    // What cannot reach the engine as it was sent is refused, never changed on the way: a NUL ends a C
+    // string (exec argv, environment, paths), a lone surrogate becomes U+FFFD in UTF-8.
+    it.each([
+      ['an exec command with NUL', 'exec', { command: 'echo a\u0000b' }, 'body.command', /NUL/],
+      [
+        'an exec command with a lone surrogate',
+        'exec',
+        { command: 'echo \ud800' },
+        'body.command',
+        /Unicode/,
+      ],
+      [
+        'a credential value with NUL',
+        'create',
+        { credentials: { TOKEN: 'a\u0000b' } },
+        'body.credentials.TOKEN',
+        /NUL/,
+      ],
+      [
+        'a credential value with a lone surrogate',
+        'create',
+        { credentials: { TOKEN: '\udc00' } },
+        'body.credentials.TOKEN',
+        /Unicode/,
+      ],
+      ['a credential name with =', 'create', { credentials: { 'A=B': 'x' } }, 'body.credentials.A=B', /name/],
+      ['an empty credential name', 'create', { credentials: { '': 'x' } }, 'body.credentials.', /name/],
+      [
+        'a credential name with NUL',
+        'create',
+        { credentials: { 'A\u0000': 'x' } },
+        'body.credentials.A\u0000',
+        /name/,
+      ],
+      // The engine counts whole milliseconds: 0.0001 s would have become 0, which means no limit at all.
+      [
+        'an exec timeout under a millisecond',
+        'exec',
+        { command: 'true', timeout: 0.0001 },
+        'body.timeout',
+        /0\.001/,
+      ],
+    ])('refuses %s with a 400 naming the field', async (_what, route, body, field, why) => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      const before = t.engine.created.length
+      const res =
+        route === 'exec'
+          ? await t.app.inject({ method: 'POST', url: `/v1/runs/${id}/exec`, headers: auth(), payload: body })
+          : await create(body)
+      expect(res.statusCode).toBe(400)
+      expect(res.json()).toMatchObject({ code: 'validation_failed', details: { field } })
+      expect(res.json().error).toMatch(why)
+      expect(t.engine.created.length).toBe(before)
+    })
+
+    it('refuses a file path with NUL, for reading, listing and writing alike', async () => {
+      const id = (await create({ image: 'busybox:latest' })).json().id
+      for (const [method, route] of [
+        ['GET', 'files'],
+        ['GET', 'files/download'],
+        ['POST', 'files/upload'],
+      ] as const) {
+        const res = await t.app.inject({
+          method,
+          url: `/v1/runs/${id}/${route}?path=/tmp/a%00b`,
+          headers: { ...auth(), 'content-type': 'application/octet-stream' },
+          ...(method === 'POST' ? { payload: Buffer.from('x') } : {}),
+        })
+        expect(res.statusCode, route).toBe(400)
+        expect(res.json()).toMatchObject({ code: 'validation_failed', details: { field: 'query.path' } })
+      }
+      expect(t.engine.files.size).toBe(0)
+    })
+
     it('answers an unknown network profile or an invalid rule with a 400 naming it', async () => {
       const unknown = await create({ network_profile: 'no-such-profile' })
       expect(unknown.statusCode).toBe(400)

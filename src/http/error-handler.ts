@@ -83,7 +83,9 @@ function validationFailure(err: FastifyError): EmulatorError | undefined {
   if (!(err instanceof z.ZodError) || !err.validationContext) return undefined
   const issue = err.issues[0]
   const field = [PART_NAMES[err.validationContext], ...(issue?.path ?? [])].join('.')
-  return Errors.validation(field, issue?.message ?? 'invalid')
+  // A record's refused key says why in its own issue (zod's outer one only says "Invalid key in record").
+  const why = issue?.code === 'invalid_key' ? issue.issues[0]?.message : undefined
+  return Errors.validation(field, why ?? issue?.message ?? 'invalid')
 }
 
 /** The one error body shape, also for answers written straight to a socket (see raw-reply.ts). */

@@ -8,6 +8,17 @@ import { MAX_FORK_COUNT } from '../sandboxes/checkpoints.ts'
  */
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/**
+ * Text the engine gets as it was sent, or a 400: never changed on the way. A NUL would end it (exec
+ * argv, environment values and paths are C strings), a lone surrogate would become U+FFFD in UTF-8.
+ */
+const passedOn = (text: z.ZodString) =>
+  text
+    .refine((t) => !t.includes('\0'), 'must not contain NUL')
+    .refine((t) => !LONE_SURROGATE.test(t), 'must be well-formed Unicode (no lone surrogate)')
+
 export const NetworkPolicy = z.object({
   allow: z.array(z.string().min(1).max(253)).max(1000).optional(),
   deny: z.array(z.string().min(1).max(253)).max(1000).optional(),
@@ -52,7 +63,7 @@ export const CreateRunBody = z.object({
   credentials: z
     .record(
       z.string().regex(ENV_NAME, 'must be a valid environment variable name'),
-      z.string().max(64 * 1024),
+      passedOn(z.string().max(64 * 1024)),
     )
     .optional(),
 })
@@ -66,27 +77,26 @@ export const PatchRunBody = z.object({
 })
 
 export const ExecBody = z.object({
-  command: z
-    .string()
-    .min(1)
-    .max(1024 * 1024),
-  // Seconds before the command is killed; the SDK's default is 30. 0 = no limit.
+  command: passedOn(
+    z
+      .string()
+      .min(1)
+      .max(1024 * 1024),
+  ),
+  // Seconds before the command is killed; the SDK's default is 30. 0 = no limit. The engine counts
+  // whole milliseconds, so less than one would round to 0, no limit at all.
   timeout: z
     .number()
     .min(0)
     .max(24 * 3600)
+    .refine((t) => t === 0 || t >= 0.001, 'must be 0 (no limit) or at least 0.001 (a millisecond)')
     .default(30),
 })
 
 export const RunParams = z.object({ id: z.string().min(1).max(128) })
 
 export const PathQuery = z.object({
-  path: z
-    .string()
-    .min(1)
-    .max(4096)
-    .refine((p) => p.startsWith('/'), 'must be an absolute path')
-    .refine((p) => !p.includes('\0'), 'must not contain NUL'),
+  path: passedOn(z.string().min(1).max(4096)).refine((p) => p.startsWith('/'), 'must be an absolute path'),
 })
 
 export const ForkBody = z.object({
