@@ -1,22 +1,45 @@
 import { randomBytes } from 'node:crypto'
+import { RE2JS } from 're2js'
 import { z } from 'zod'
+
+/**
+ * Fault path patterns run on RE2's linear-time engine (re2js), never on a backtracking one: a pattern
+ * such as `^/v1/(\w+\w?)+$` and one request to a long path would otherwise hold the event loop, and
+ * every request with it, for minutes. RE2 is JavaScript's syntax without lookaround and backreferences;
+ * a pattern it cannot run is refused when the fault is added.
+ */
+export function compilePattern(pattern: string): RE2JS {
+  return RE2JS.compile(pattern)
+}
+
+/** Why RE2 refuses `pattern`, or undefined when it can run it. */
+function patternProblem(pattern: string): string | undefined {
+  try {
+    compilePattern(pattern)
+    return undefined
+  } catch (err) {
+    return `must be a regular expression the linear-time matcher (RE2 syntax: no lookaround, no backreferences) accepts: ${(err as Error).message}`
+  }
+}
 
 /** A fault to inject, as `POST /_emulator/faults` takes it. */
 export const FaultSpec = z.object({
-  method: z.string().min(1).max(16).optional(),
-  // A regular expression matched against the request path (no query string).
+  // An HTTP method token (compared without case).
+  method: z
+    .string()
+    .min(1)
+    .max(16)
+    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be an HTTP method')
+    .optional(),
+  // A regular expression matched against the request path (no query string), in RE2's syntax.
   path: z
     .string()
     .min(1)
     .max(1000)
-    .refine((p) => {
-      try {
-        new RegExp(p)
-        return true
-      } catch {
-        return false
-      }
-    }, 'must be a valid regular expression'),
+    .superRefine((p, ctx) => {
+      const problem = patternProblem(p)
+      if (problem) ctx.addIssue({ code: 'custom', message: problem })
+    }),
   api_key: z.string().min(1).optional(),
   status: z.number().int().min(100).max(599).optional(),
   body: z.unknown().optional(),
@@ -43,14 +66,20 @@ export interface Fault extends FaultSpec {
  */
 export class FaultInjector {
   private readonly faults: Fault[] = []
+  /** Each fault's compiled path pattern, by id (kept off the Fault, which the API lists as JSON). */
+  private readonly patterns = new Map<string, RE2JS>()
   private readonly random: () => number
 
   constructor(random: () => number = Math.random) {
     this.random = random
   }
 
+  /** Adds a fault; throws when its path pattern cannot be compiled (the route's schema says so first). */
   add(spec: FaultSpec): Fault {
+    const problem = patternProblem(spec.path)
+    if (problem) throw new Error(`fault path pattern ${JSON.stringify(spec.path)} ${problem}`)
     const fault: Fault = { ...spec, id: `fault${randomBytes(6).toString('hex')}`, hits: 0 }
+    this.patterns.set(fault.id, compilePattern(spec.path))
     this.faults.push(fault)
     return fault
   }
@@ -68,10 +97,12 @@ export class FaultInjector {
     const i = this.faults.findIndex((f) => f.id === id)
     if (i < 0) return false
     this.faults.splice(i, 1)
+    this.patterns.delete(id)
     return true
   }
 
   clear(): number {
+    this.patterns.clear()
     return this.faults.splice(0).length
   }
 
@@ -80,7 +111,7 @@ export class FaultInjector {
     for (const f of this.faults) {
       if (f.method && f.method.toUpperCase() !== method.toUpperCase()) continue
       if (f.api_key && f.api_key !== apiKey) continue
-      if (!new RegExp(f.path).test(path)) continue
+      if (!this.patterns.get(f.id)?.test(path)) continue
       if (f.times !== undefined && f.hits >= f.times) continue
       if (f.probability !== undefined && this.random() >= f.probability) continue
       f.hits++
