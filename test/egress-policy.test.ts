@@ -4,16 +4,11 @@ import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  compilePolicy,
-  decide,
-  type EgressPolicy,
-  GuardedAddresses,
-  parseRule,
-} from '../src/egress/policy.ts'
+import { compilePolicy, decide, GuardedAddresses, parseRule } from '../src/egress/policy.ts'
 import { NetworkProfiles } from '../src/egress/profiles.ts'
 import { type BlockedRequest, EgressProxy } from '../src/egress/proxy.ts'
 import { hostResolver, parseHostMap } from '../src/egress/resolver.ts'
+import type { EgressPolicy } from '../src/sandboxes/egress-enforcer.ts'
 import type { Sandbox } from '../src/sandboxes/sandbox.ts'
 
 /** Every name resolves through this table; a name not in it fails, and each lookup is counted. */

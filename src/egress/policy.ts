@@ -1,18 +1,6 @@
 import { BlockList, isIP } from 'node:net'
 import { networkInterfaces } from 'node:os'
-
-/**
- * What a sandbox may reach. Rules are hostnames (`registry.npmjs.org`), wildcards (`*.github.com`: any
- * subdomain, not the apex; `*`: everything), IP addresses and CIDR ranges. Deny wins; a non-empty allow
- * list denies whatever it does not match; an empty allow list is no allow list (so a profile can be
- * deny-only). A policy with no rules at all restricts nothing.
- */
-export interface EgressPolicy {
-  /** The named profile it came from, if any (for the record and the audit log). */
-  profile?: string
-  allow: string[]
-  deny: string[]
-}
+import type { EgressPolicy } from '../sandboxes/egress-enforcer.ts'
 
 export function isRestrictive(p: EgressPolicy | undefined): p is EgressPolicy {
   return p !== undefined && (p.allow.length > 0 || p.deny.length > 0)

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { z } from 'zod'
 import { Errors } from '../errors.ts'
-import { compilePolicy, type EgressPolicy, type InvalidRule, isRestrictive, normalizeHost } from './policy.ts'
+import type { EgressPolicy } from '../sandboxes/egress-enforcer.ts'
+import { compilePolicy, type InvalidRule, isRestrictive, normalizeHost } from './policy.ts'
 
 /** A named egress policy, exactly as GET /v1/network-profiles returns it (the SDK's NetworkProfile). */
 export interface NetworkProfile {

@@ -1,5 +1,18 @@
 import type { EgressAttachment } from './engine.ts'
 
+/**
+ * What a sandbox may reach. Rules are hostnames (`registry.npmjs.org`), wildcards (`*.github.com`: any
+ * subdomain, not the apex; `*`: everything), IP addresses and CIDR ranges. Deny wins; a non-empty allow
+ * list denies whatever it does not match; an empty allow list is no allow list (so a profile can be
+ * deny-only). A policy with no rules at all restricts nothing.
+ */
+export interface EgressPolicy {
+  /** The named profile it came from, if any (for the record and the audit log). */
+  profile?: string
+  allow: string[]
+  deny: string[]
+}
+
 /** What a sandbox with an egress policy is created with. */
 export interface EgressSetup {
   /** The isolated network it joins and the name its proxy is reached by. */

@@ -1,5 +1,5 @@
-import type { EgressPolicy } from '../egress/policy.ts'
 import type { Clock } from './clock.ts'
+import type { EgressPolicy } from './egress-enforcer.ts'
 import type { Logger } from './logger.ts'
 import type { DestroyReason, Sandbox } from './sandbox.ts'
 

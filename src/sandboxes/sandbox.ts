@@ -1,4 +1,4 @@
-import type { EgressPolicy } from '../egress/policy.ts'
+import type { EgressPolicy } from './egress-enforcer.ts'
 
 /** A sandbox as the domain knows it. The container behind it is the engine's business. */
 export type SandboxStatus = 'running' | 'hibernated' | 'exited' | 'destroying'

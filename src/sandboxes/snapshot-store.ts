@@ -1,7 +1,7 @@
 import { mkdirSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import type { EgressPolicy } from '../egress/policy.ts'
 import { DIR_MODE, readJson, removeFile, type WriteOptions, writeJsonAtomic } from '../store/files.ts'
+import type { EgressPolicy } from './egress-enforcer.ts'
 import type { StoredSnapshot } from './engine.ts'
 
 /** Owner of seeded snapshots that every key may list and restore. */
