@@ -32,8 +32,8 @@ describeWithDocker('a checkpoint CRIU refuses says why (findings 3)', () => {
       (e: unknown) => e,
     )
     expect(err).toBeInstanceOf(IsorunError)
-    const body = JSON.parse((err as IsorunError).body ?? '{}').error
-    expect(body.message).toContain(
+    const body = JSON.parse((err as IsorunError).body ?? '{}')
+    expect(body.error).toContain(
       'a process in the sandbox holds an established TCP connection; CRIU cannot checkpoint it',
     )
     expect(body.details).toMatchObject({ criu: expect.stringContaining('Connected TCP socket') })

@@ -14,7 +14,7 @@ async function failure(
   )
   expect(err).toBeInstanceOf(IsorunError)
   const body = JSON.parse((err as IsorunError).body ?? '{}')
-  return { status: (err as IsorunError).status, code: body.error?.code, details: body.error?.details }
+  return { status: (err as IsorunError).status, code: body.code, details: body.details }
 }
 
 describeWithDocker('a sandbox whose container dies (issue 11 item 7)', () => {

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { IsorunError } from 'isorun'
 import { afterAll, expect, it } from 'vitest'
-import { apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker } from './support/sdk.ts'
+import { adminUrl, apiUrl, describeWithDocker, newApiKey, newClient, sandboxTracker } from './support/sdk.ts'
 
 /**
  * The SDK's own shape for errors: `{"error": "<readable message>", "code", "details"}`, `error` first.
@@ -36,7 +36,11 @@ describeWithDocker('errors in the SDK’s shape, through the real SDK', () => {
   const track = sandboxTracker()
   const faults: string[] = []
   afterAll(async () => {
-    for (const id of faults) await fetch(`${apiUrl}/_emulator/faults/${id}`, { method: 'DELETE' })
+    for (const id of faults)
+      await fetch(`${adminUrl}/_emulator/faults/${id}`, {
+        method: 'DELETE',
+        headers: { 'content-type': 'application/json' },
+      })
   })
 
   it('puts the readable message first, so IsorunError.message carries it', async () => {
@@ -59,7 +63,7 @@ describeWithDocker('errors in the SDK’s shape, through the real SDK', () => {
   })
 
   it('answers an injected fault in the same shape', async () => {
-    const res = await fetch(`${apiUrl}/_emulator/faults`, {
+    const res = await fetch(`${adminUrl}/_emulator/faults`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ path: '^/v1/usage$', status: 503, api_key: apiKey, times: 1 }),

@@ -53,9 +53,9 @@ describeWithDocker('writeFile never replaces a directory (issue 11 item 8)', () 
       expect(err).toBeInstanceOf(IsorunError)
       const e = err as IsorunError
       expect(e.status).toBe(409)
-      const body = JSON.parse(e.body ?? '{}').error
+      const body = JSON.parse(e.body ?? '{}')
       expect(body).toMatchObject({ code: 'conflict', details: { path } })
-      expect(body.message).toContain(path)
+      expect(body.error).toContain(path)
       expect((await s.exec(`cat ${path}`)).stdout).toBe(before)
       expect((await s.exec('echo alive')).stdout).toBe('alive\n')
     },

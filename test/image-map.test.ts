@@ -114,13 +114,13 @@ describe('the image map in create (fake engine)', () => {
     t = buildInjectApp(join(dataDir, 'b'), { env: { ISORUN_EMULATOR_STAND_INS: 'missing/stand-ins' } })
     const res = await create('python:3.12-slim')
     expect(res?.statusCode).toBe(400)
-    const error = res?.json().error
+    const error = res?.json()
     expect(error.code).toBe('image_unavailable')
-    expect(error.message).toMatch(
+    expect(error.error).toMatch(
       /^image python:3\.12-slim runs the stand-in missing\/stand-ins\/python:3, which is not built/,
     )
-    expect(error.message).toContain('fixtures/build-images.sh --stand-ins missing/stand-ins')
-    expect(error.message).toContain('ISORUN_EMULATOR_IMAGE_MAP')
+    expect(error.error).toContain('fixtures/build-images.sh --stand-ins missing/stand-ins')
+    expect(error.error).toContain('ISORUN_EMULATOR_IMAGE_MAP')
     expect(error.details).toMatchObject({
       image: 'missing/stand-ins/python:3',
       requested: 'python:3.12-slim',
@@ -129,7 +129,7 @@ describe('the image map in create (fake engine)', () => {
 
   it('says how to get any other missing image: docker pull, load, tag, build, or the map', async () => {
     t = buildInjectApp(join(dataDir, 'c'))
-    const error = (await create('missing/app:1'))?.json().error
+    const error = (await create('missing/app:1'))?.json()
     expect(error.code).toBe('image_unavailable')
     for (const way of [
       'docker pull missing/app:1',
@@ -138,7 +138,7 @@ describe('the image map in create (fake engine)', () => {
       'docker build -t missing/app:1',
       'ISORUN_EMULATOR_IMAGE_MAP',
     ]) {
-      expect(error.message).toContain(way)
+      expect(error.error).toContain(way)
     }
   })
 })

@@ -1,4 +1,4 @@
-import type { EgressPolicy } from '../egress/policy.ts'
+import type { EgressPolicy } from '../sandboxes/egress-enforcer.ts'
 import type { SandboxRegistry } from '../sandboxes/registry.ts'
 import type { Sandbox } from '../sandboxes/sandbox.ts'
 import { SHARED_OWNER, type SnapshotRecord } from '../sandboxes/snapshot-store.ts'
