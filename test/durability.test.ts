@@ -95,8 +95,11 @@ describeWithDocker('durability: kill -9 the emulator mid-work and restart it on 
     children.push(second.child)
     const again = second.client
     try {
-      const ids = (await again.list()).map((s) => s.id).sort()
-      expect(ids).toEqual([running.id, sleepy.id, shortLived.id].sort())
+      const ids = (await again.list()).map((s) => s.id)
+      expect(ids.filter((id) => id !== shortLived.id).sort()).toEqual([running.id, sleepy.id].sort())
+      // The short-lived one too, unless its idle timeout (which kept counting through the kill) passed
+      // while a loaded machine restarted; a lost one is told apart below: it would be gone early.
+      if (Date.now() - beforeKill < IDLE_SEC * 1000 - 2_000) expect(ids).toContain(shortLived.id)
       expect((await again.get(sleepy.id).then((s) => s?.info()))?.status).toBe('hibernated')
 
       // Running sandboxes keep their files and processes; the credential is still masked in the audit log.
