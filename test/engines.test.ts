@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Capabilities } from '../src/capabilities.ts'
@@ -17,7 +17,9 @@ describe('the engine abilities table', () => {
 describeWithDocker('GET /_emulator/capabilities on the engine under test', () => {
   it('names the engine, and its row of the table agrees with what this engine really does', async () => {
     const caps = (await (await fetch(`${apiUrl}/_emulator/capabilities`)).json()) as Capabilities
-    expect(caps.engine).toMatchObject({ engine: testEngine, endpoint: expect.stringMatching(/^unix:\/\//) })
+    expect(caps.engine).toMatchObject({ engine: testEngine, endpoint: expect.stringMatching(/^unix:\/\/\//) })
+    // The socket the emulator really talks to (docker-modem's default is a function that finds it).
+    expect(statSync((caps.engine?.endpoint ?? '').slice('unix://'.length)).isSocket()).toBe(true)
     expect(caps.engine?.remote).toBeFalsy()
     expect(caps.engines).toEqual(ENGINE_ABILITIES)
     const here = caps.engines[testEngine].local

@@ -93,7 +93,7 @@ export class DockerEngine extends CompatEngine {
         cgroupVersion: this.cgroupVersion,
         experimental: Boolean(info.ExperimentalBuild),
         rootDir: info.DockerRootDir,
-        endpoint: dockerEndpoint(this.docker),
+        endpoint: await dockerEndpoint(this.docker),
         sandboxNetwork: this.sandboxNetwork,
         hostCpus: info.NCPU,
         hostMemoryBytes: info.MemTotal,
@@ -146,9 +146,22 @@ export class DockerEngine extends CompatEngine {
   }
 }
 
-/** Where dockerode reaches Docker (DOCKER_HOST, else the default socket), as a URL. */
-function dockerEndpoint(docker: Docker): string {
-  const modem = docker.modem as { socketPath?: string; host?: string; port?: number; protocol?: string }
-  if (modem.socketPath) return `unix://${modem.socketPath}`
+/**
+ * Where dockerode reaches Docker (DOCKER_HOST, else the default socket), as a URL. docker-modem's
+ * default socket path is a function that looks for Docker Desktop's per-user socket first, so the
+ * modem is asked for the path it resolves, never the function itself.
+ */
+async function dockerEndpoint(docker: Docker): Promise<string> {
+  const modem = docker.modem as {
+    socketPath?: unknown
+    getSocketPath?: () => Promise<string | undefined>
+    host?: string
+    port?: number
+    protocol?: string
+  }
+  if (modem.socketPath) {
+    const path = typeof modem.socketPath === 'string' ? modem.socketPath : await modem.getSocketPath?.()
+    return `unix://${path ?? '?'}`
+  }
   return `${modem.protocol === 'https' ? 'https' : 'tcp'}://${modem.host ?? '?'}:${modem.port ?? '?'}`
 }
