@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provision a bare Debian (bookworm) host for isorun-emulator: Docker with --experimental (needed for
-# checkpoints), busybox-static (test images), CRIU >= 4.2 (memory snapshots) and Chromium (dashboard
-# tests). Idempotent: every step checks first and does nothing when already satisfied. Needs root.
+# checkpoints), busybox-static (test images), musl-tools (the sandbox agent, built by `npm ci`),
+# CRIU >= 4.2 (memory snapshots) and Chromium (dashboard tests). Idempotent: every step checks first
+# and does nothing when already satisfied. Needs root.
 set -euo pipefail
 
 log() { printf '[provision] %s\n' "$*" >&2; }
@@ -38,6 +39,9 @@ if ! docker_ok; then
   docker_ok || { log "dockerd did not come up:"; tail -n 30 /var/log/isorun-dockerd.log >&2; exit 1; }
 fi
 log "docker $(docker version --format '{{.Server.Version}}') experimental=$(docker info --format '{{.ExperimentalBuild}}')"
+
+# --- the sandbox agent's toolchain (agent/build.sh: a static binary, linked against musl) ------------
+apt_install musl-tools
 
 # --- CRIU >= 4.2 ------------------------------------------------------------------------------------
 criu_version_ok() {

@@ -64,6 +64,9 @@ export default async function setup(project: TestProject) {
     ],
     { stdio: 'inherit' },
   )
+  // The sandbox agent from its sources (a no-op when up to date); CI must have it.
+  const required = process.env.ISORUN_REQUIRE_DOCKER === '1' ? ['--required'] : []
+  execFileSync('bash', [join(repoRoot, 'agent', 'build.sh'), ...required], { stdio: 'inherit' })
 
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-emulator-test-'))
   const config = loadConfig({
@@ -77,6 +80,8 @@ export default async function setup(project: TestProject) {
     // The egress proxy resolves these to this machine's loopback, where test/egress.test.ts runs its
     // servers: egress tests never reach beyond this machine.
     ISORUN_EMULATOR_EGRESS_HOSTS: EGRESS_TEST_HOSTS,
+    // `off` runs the same tests through docker exec and the archive API (.ci/run does both).
+    ISORUN_EMULATOR_AGENT: process.env.ISORUN_EMULATOR_AGENT,
   })
   const server = await startServer(config)
   const { instanceId } = server.identity

@@ -1,0 +1,112 @@
+/**
+ * The wire between the emulator and isorun-agent (agent/src/agent.h is the other half): frames of a
+ * type byte, a 32-bit big-endian payload length and the payload. Everything read from the agent is
+ * bounded here, because whatever answers on a sandbox's socket may be a guest's impostor.
+ */
+
+export const PROTOCOL_VERSION = 1
+export const ID_LENGTH = 16
+/** The agent's chunks are at most 64 KiB; anything bigger is not the agent. */
+export const MAX_FRAME_FROM_AGENT = 64 * 1024 + 64
+/** Body chunks the emulator sends (file uploads). */
+export const UPLOAD_CHUNK = 64 * 1024
+
+/** Emulator -> agent. */
+export const Req = {
+  exec: 0x58, // 'X': id, u32 output limit, command line
+  read: 0x47, // 'G': id, path
+  write: 0x50, // 'P': id, u64 size, path
+  list: 0x4c, // 'L': id, path
+  kill: 0x4b, // 'K'
+  detach: 0x44, // 'D'
+  continue: 0x43, // 'C'
+  abandon: 0x41, // 'A'
+  body: 0x42, // 'B'
+} as const
+
+/** Agent -> emulator. */
+export const Msg = {
+  hello: 0x48, // 'H': u8 version, u32 uid, u32 pid
+  resume: 0x52, // 'R': id
+  stdout: 0x31, // '1'
+  stderr: 0x32, // '2'
+  exit: 0x45, // 'E': i32 code, u64 stdout bytes, u64 stderr bytes
+  size: 0x53, // 'S': u64
+  end: 0x5a, // 'Z'
+  fail: 0x46, // 'F': u8 code, message
+  detached: 0x59, // 'Y'
+  body: 0x42, // 'B'
+} as const
+
+export const Fail = { notFound: 1, notAFile: 2, notADirectory: 3, other: 4 } as const
+
+export interface Frame {
+  type: number
+  payload: Buffer
+}
+
+export function frame(type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const header = Buffer.allocUnsafe(5)
+  header[0] = type
+  header.writeUInt32BE(payload.length, 1)
+  return payload.length === 0 ? header : Buffer.concat([header, payload])
+}
+
+export function execRequest(id: Buffer, outputLimit: number, command: string): Buffer {
+  const limit = Buffer.allocUnsafe(4)
+  limit.writeUInt32BE(Math.min(outputLimit, 0xffffffff))
+  return frame(Req.exec, Buffer.concat([id, limit, Buffer.from(command, 'utf8')]))
+}
+
+export function pathRequest(type: number, id: Buffer, path: string): Buffer {
+  return frame(type, Buffer.concat([id, Buffer.from(path, 'utf8')]))
+}
+
+export function writeRequest(id: Buffer, size: number, path: string): Buffer {
+  const n = Buffer.allocUnsafe(8)
+  n.writeBigUInt64BE(BigInt(size))
+  return frame(Req.write, Buffer.concat([id, n, Buffer.from(path, 'utf8')]))
+}
+
+/** A u64 from the agent as a number, or undefined beyond what a number holds exactly. */
+export function readSize(payload: Buffer, offset: number): number | undefined {
+  if (payload.length < offset + 8) return undefined
+  const n = payload.readBigUInt64BE(offset)
+  return n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : undefined
+}
+
+export class ProtocolError extends Error {
+  constructor(message: string) {
+    super(`isorun-agent protocol: ${message}`)
+    this.name = 'ProtocolError'
+  }
+}
+
+/** Splits a byte stream into frames, refusing any larger than `maxPayload`. */
+export class FrameReader {
+  private pending: Buffer = Buffer.alloc(0)
+  private readonly maxPayload: number
+
+  constructor(maxPayload = MAX_FRAME_FROM_AGENT) {
+    this.maxPayload = maxPayload
+  }
+
+  /** The complete frames `chunk` finishes; throws ProtocolError on an oversized frame. */
+  push(chunk: Buffer): Frame[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
+    const frames: Frame[] = []
+    let offset = 0
+    while (this.pending.length - offset >= 5) {
+      const length = this.pending.readUInt32BE(offset + 1)
+      if (length > this.maxPayload) throw new ProtocolError(`a frame of ${length} bytes`)
+      if (this.pending.length - offset - 5 < length) break
+      frames.push({
+        type: this.pending[offset] as number,
+        payload: this.pending.subarray(offset + 5, offset + 5 + length),
+      })
+      offset += 5 + length
+    }
+    this.pending = offset === this.pending.length ? Buffer.alloc(0) : this.pending.subarray(offset)
+    return frames
+  }
+}

@@ -1,0 +1,48 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { AGENT_BINARY } from '../../src/agent/agent-binary.ts'
+import { AgentChannel } from '../../src/agent/agent-channel.ts'
+
+export const agentBuilt = existsSync(AGENT_BINARY)
+
+export interface HostAgent {
+  channel: AgentChannel
+  dir: string
+  socketPath: string
+  process: ChildProcess
+  /** Waits for the agent's first spare connection. */
+  ready(): Promise<void>
+  stop(): Promise<void>
+}
+
+/**
+ * isorun-agent run on this machine (`serve`, in the foreground) against an AgentChannel on a socket in
+ * a temp dir: the agent and the emulator's half of the protocol, tested without Docker.
+ */
+export async function startHostAgent(env: Record<string, string> = {}): Promise<HostAgent> {
+  const dir = mkdtempSync(join(tmpdir(), 'isorun-agent-test-'))
+  const socketPath = join(dir, 'agent.sock')
+  const channel = new AgentChannel(socketPath)
+  await channel.listen()
+  const child = spawn(AGENT_BINARY, ['serve', socketPath], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  return {
+    channel,
+    dir,
+    socketPath,
+    process: child,
+    ready: async () => {
+      for (let i = 0; i < 200 && !channel.connected(); i++) await new Promise((r) => setTimeout(r, 10))
+      if (!channel.connected()) throw new Error('the agent did not connect')
+    },
+    stop: async () => {
+      child.kill('SIGKILL')
+      await channel.close()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
