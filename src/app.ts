@@ -26,7 +26,7 @@ import { cdpDiscoveryRoutes } from './http/routes/cdp-discovery.ts'
 import { checkpointRoutes } from './http/routes/checkpoints.ts'
 import { controlRoutes } from './http/routes/control.ts'
 import { emulatorRoutes } from './http/routes/emulator.ts'
-import { execRoutes } from './http/routes/exec.ts'
+import { execRoutes, execTransportRoutes } from './http/routes/exec.ts'
 import { fileRoutes } from './http/routes/files.ts'
 import { networkProfileRoutes } from './http/routes/network-profiles.ts'
 import { notImplementedRoutes } from './http/routes/not-implemented.ts'
@@ -200,6 +200,7 @@ export function buildApp(deps: AppDeps): App {
     describeCapabilities({
       engine: deps.engineInfo ?? null,
       memory: engine.memorySupport(),
+      agent: engine.agentSupport?.(),
       config,
       egressStatus: egressGateway.status(),
       limits: sandboxes.quotas.limits,
@@ -208,6 +209,14 @@ export function buildApp(deps: AppDeps): App {
   app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
     prefix: '/_emulator',
   })
+  // With a sandbox's API key: how its exec and files travel now.
+  app.register(
+    async (emu) => {
+      requireApiKey(emu, config.apiKeys)
+      execTransportRoutes(emu, sandboxes.guest)
+    },
+    { prefix: '/_emulator' },
+  )
   // The control plane and the dashboard are the person running the emulator's: their own origin only.
   app.register(
     async (control) => {

@@ -23,7 +23,15 @@ export interface Capabilities {
     /** What one API key's sandboxes may hold together (more: 429 quota_exceeded). */
     per_key: { sandboxes: number; vcpus: number; mem_mib: number }
   }
-  exec: { output_limit_bytes: number; timeout_kills_process_tree: boolean }
+  exec: {
+    output_limit_bytes: number
+    timeout_kills_process_tree: boolean
+    /**
+     * Whether new sandboxes run exec and files through their agent (src/agent) rather than the engine's
+     * exec and archive API; each sandbox's own transport is at GET /_emulator/runs/{id}/exec-transport.
+     */
+    transport: { agent: boolean; reason: string }
+  }
   memory_state: {
     /** CRIU checkpoints work here: snapshot, fork and hibernate keep processes and memory. */
     criu: boolean
@@ -66,6 +74,8 @@ export interface CapabilityFacts {
   /** What the engine said at start (null: not asked, as in tests on the fake engine). */
   engine: EngineInfo | null
   memory: MemorySupport
+  /** Whether new sandboxes get an agent (left out: the engine has none). */
+  agent?: { enabled: boolean; reason: string }
   config: Pick<Config, 'execOutputLimit' | 'strict' | 'fastProxy' | 'cdpDiscovery'>
   egressStatus: EgressStatus
   limits: SandboxLimits
@@ -94,6 +104,7 @@ function describeEgress(status: EgressStatus): EgressCapability {
 export function describeCapabilities({
   engine,
   memory,
+  agent,
   config,
   egressStatus,
   limits,
@@ -116,7 +127,13 @@ export function describeCapabilities({
         mem_mib: limits.perKey.memMib,
       },
     },
-    exec: { output_limit_bytes: config.execOutputLimit, timeout_kills_process_tree: true },
+    exec: {
+      output_limit_bytes: config.execOutputLimit,
+      timeout_kills_process_tree: true,
+      transport: agent
+        ? { agent: agent.enabled, reason: agent.reason }
+        : { agent: false, reason: 'this engine has no agent: exec and files use its own exec' },
+    },
     memory_state: {
       criu: memory.available,
       reason: memory.available

@@ -383,6 +383,12 @@ export const SETTINGS = {
     default: '60000',
     help: 'how long a client may take to send a request head; past it 408 and the connection closes (the routes and the fast lane alike)',
   },
+  agent: {
+    env: 'ISORUN_EMULATOR_AGENT',
+    schema: z.enum(['auto', 'off']),
+    default: 'auto',
+    help: '`auto`: exec and files through the agent in each sandbox when it is built (see [agent](agent.md)); `off`: docker exec and the archive API',
+  },
   criu: {
     env: 'ISORUN_EMULATOR_CRIU',
     schema: z.enum(['auto', 'off']),

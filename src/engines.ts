@@ -1,4 +1,5 @@
 import { join } from 'node:path'
+import { GuestAgents } from './agent/guest-agents.ts'
 import type { Config } from './config.ts'
 import { createDockerClient } from './docker/client.ts'
 import { DockerEngine } from './docker/docker-engine.ts'
@@ -23,7 +24,10 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
     criu: config.criu,
   }
   if (config.engine === 'docker') {
-    return DockerEngine.connect(createDockerClient(), settings).catch((err: unknown) => {
+    // Sandbox agents on Docker only: Podman restores a checkpoint with its parent's mounts, which would
+    // hand a copy its parent's agent socket (see docs/agent.md).
+    const agents = await GuestAgents.create(config.dataDir, config.agent)
+    return DockerEngine.connect(createDockerClient(), { ...settings, agents, log }).catch((err: unknown) => {
       throw withProvisionHint(err)
     })
   }

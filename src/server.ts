@@ -83,6 +83,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   const network = engineInfo.sandboxNetwork
   if (network?.isolated) app.log.info(`sandbox network: ${network.note}`)
   else if (network) app.log.warn(`sandbox network: ${network.note}`)
+  const transport = capabilities.exec.transport
+  app.log.info(
+    `exec and files: ${transport.agent ? 'through the sandbox agent' : "through the engine's exec"} (${transport.reason})`,
+  )
   const cdp = config.cdpDiscovery
   app.log.info(
     `DevTools discovery at /json/version (port ${cdp.port}): ${cdp.enabled ? 'on' : 'off'} (${cdp.why})`,
@@ -122,7 +126,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     identity,
     pool,
     built,
-    close: () => app.close(),
+    close: async () => {
+      await app.close()
+      await engine.close?.()
+    },
   }
 }
 

@@ -12,7 +12,8 @@ export const GUEST_SOCKET = `${GUEST_SOCKET_DIR}/agent.sock`
 /** The longest path a Unix socket can have (sun_path, with its terminating NUL). */
 const MAX_SOCKET_PATH = 107
 
-export type ExecTransport = 'agent' | 'docker-exec'
+/** The agent, Docker's exec (the fallback), or an engine's own exec where no agent is offered. */
+export type ExecTransport = 'agent' | 'docker-exec' | 'engine-exec'
 
 export interface TransportReport {
   transport: ExecTransport
@@ -29,12 +30,8 @@ export interface AgentInjection {
   channel: AgentChannel
 }
 
-export interface GuestAgentsLog {
-  info(obj: object, msg: string): void
-  warn(obj: object, msg: string): void
-}
-
-const quiet: GuestAgentsLog = { info: () => {}, warn: () => {} }
+/** Where the agents' comings and goings are said (the engine's log). */
+export type AgentLog = (data: Record<string, unknown>, message: string) => void
 
 /**
  * The agents of this emulator's sandboxes (engine-independent): each sandbox gets its own directory
@@ -48,7 +45,7 @@ export class GuestAgents {
   private readonly root: string
   private binary: AgentBinary | undefined
   private readonly channels = new Map<string, AgentInjection>()
-  private log: GuestAgentsLog = quiet
+  private log: AgentLog = () => {}
 
   private constructor(root: string, binary: AgentBinary | undefined, reason: string) {
     this.root = root
@@ -92,7 +89,7 @@ export class GuestAgents {
     }
   }
 
-  setLogger(log: GuestAgentsLog): void {
+  setLog(log: AgentLog): void {
     this.log = log
   }
 
@@ -144,7 +141,7 @@ export class GuestAgents {
     const injection: AgentInjection = { binaryPath: '', version: '', hostDir, channel }
     this.channels.set(containerId, injection)
     await channel.listen()
-    this.log.info({ containerId }, 'listening for the agent of a sandbox found again')
+    this.log({ containerId }, 'listening for the agent of a sandbox found again')
     return injection
   }
 
@@ -164,6 +161,16 @@ export class GuestAgents {
     this.channels.delete(containerId)
     await injection?.channel.close()
     await this.discard(injection?.hostDir ?? hostDir)
+  }
+
+  /**
+   * The emulator is stopping: stop listening and end calls, keep the directories (the sandboxes keep
+   * running, and their agents dial the next emulator on the same data dir).
+   */
+  async closeAll(): Promise<void> {
+    const all = [...this.channels.values()]
+    this.channels.clear()
+    await Promise.all(all.map((i) => i.channel.close()))
   }
 
   /** Removes a prepared directory whose container was never made, or is gone. */

@@ -1,6 +1,7 @@
 import { rm } from 'node:fs/promises'
 import type { Readable } from 'node:stream'
 import type Docker from 'dockerode'
+import type { AgentInjection, AgentLog, GuestAgents, TransportReport } from '../agent/guest-agents.ts'
 import { Errors } from '../errors.ts'
 import { type PullPolicy, pullRefusal } from '../images/pull-policy.ts'
 import type { ImageReference } from '../images/reference.ts'
@@ -23,6 +24,7 @@ import type {
   StopWatch,
   StoredSnapshot,
 } from '../sandboxes/engine.ts'
+import { DockerAgentTransport } from './agent-transport.ts'
 import { readCgroupUsage } from './cgroup-usage.ts'
 import { type ContainerSettings, createSandboxContainer, startSandboxContainer } from './containers.ts'
 import { ensureIsolatedNetwork, type IsolationFlavour, releaseIsolatedNetwork } from './egress-network.ts'
@@ -40,6 +42,10 @@ export interface CompatEngineOptions {
   pull: PullPolicy
   /** `auto`: use CRIU when it works here; `off`: never (snapshots keep files only). */
   criu: 'auto' | 'off'
+  /** Sandbox agents (exec and files without the engine's exec); without them, the engine does all of it. */
+  agents?: GuestAgents
+  /** Where the engine says what it does with them (the app's log). */
+  log?: AgentLog
 }
 
 /** What connecting learns of the engine once, before the engine object exists. */
@@ -60,12 +66,33 @@ export abstract class CompatEngine implements SandboxEngine {
   protected readonly opts: CompatEngineOptions
   protected readonly hostCpus: number
   protected readonly cgroupVersion: string
+  protected readonly agents: DockerAgentTransport | undefined
 
   protected constructor(docker: Docker, opts: CompatEngineOptions, facts: EngineFacts) {
     this.docker = docker
     this.opts = opts
     this.hostCpus = facts.hostCpus
     this.cgroupVersion = facts.cgroupVersion
+    this.agents = opts.agents ? new DockerAgentTransport(docker, opts.agents, opts.log) : undefined
+  }
+
+  /** Whether sandboxes get an agent, and why (not). */
+  agentSupport(): { enabled: boolean; reason: string } {
+    const agents = this.opts.agents
+    return agents
+      ? { enabled: agents.enabled, reason: agents.reason }
+      : { enabled: false, reason: 'this engine runs exec and files itself' }
+  }
+
+  execTransport(containerId: string): TransportReport {
+    return (
+      this.agents?.report(containerId) ?? { transport: 'engine-exec', reason: this.agentSupport().reason }
+    )
+  }
+
+  /** Stops listening for agents (the emulator is stopping; sandboxes and their agents stay). */
+  async close(): Promise<void> {
+    await this.agents?.close()
   }
 
   abstract info(): Promise<EngineInfo>
@@ -121,22 +148,36 @@ export abstract class CompatEngine implements SandboxEngine {
   }
 
   async create(spec: SandboxSpec): Promise<string> {
-    const image = engineReference(spec.image).canonical
-    const container = await createSandboxContainer(this.docker, spec, image, this.containerSettings())
-    await startSandboxContainer(container, spec)
-    return container.id
+    return this.createStarted(spec)
   }
 
   async createPooled(spec: PoolSpec): Promise<string> {
     const sandboxSpec: SandboxSpec = { ...spec, runId: spec.poolId, diskMib: 0, env: {} }
-    const container = await createSandboxContainer(
-      this.docker,
-      sandboxSpec,
-      engineReference(spec.image).canonical,
-      this.containerSettings(),
-    )
-    await startSandboxContainer(container, sandboxSpec)
-    return container.id
+    return this.createStarted(sandboxSpec)
+  }
+
+  /** A new sandbox container, its agent's socket (if any) listening before it starts. */
+  private async createStarted(spec: SandboxSpec): Promise<string> {
+    const agent = await this.agents?.prepare()
+    try {
+      const container = await createSandboxContainer(this.docker, spec, engineReference(spec.image).canonical, {
+        ...this.containerSettings(),
+        agent,
+      })
+      if (agent) this.agents?.agents.bind(container.id, agent)
+      await startSandboxContainer(container, spec)
+      return container.id
+    } catch (err) {
+      await this.discardAgent(agent)
+      throw err
+    }
+  }
+
+  /** Gives up an agent prepared for a container that was not made. */
+  protected async discardAgent(agent: AgentInjection | undefined): Promise<void> {
+    if (!agent) return
+    await agent.channel.close()
+    await this.agents?.agents.discard(agent.hostDir)
   }
 
   async claim(containerId: string, runId: string): Promise<void> {
@@ -147,28 +188,37 @@ export abstract class CompatEngine implements SandboxEngine {
     }
   }
 
-  async exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
-    try {
-      return await runExec(this.docker, containerId, request)
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+  /** Exec and files go through the sandbox's agent; the engine's own way (the `viaEngine`s) is the fallback. */
+  exec(containerId: string, request: ExecRequest): Promise<ExecOutcome> {
+    const viaEngine = async () => {
+      try {
+        return await runExec(this.docker, containerId, request)
+      } catch (err) {
+        throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      }
     }
+    return this.agents ? this.agents.exec(containerId, request, viaEngine) : viaEngine()
   }
 
   writeFile(containerId: string, path: string, size: number, content: Readable): Promise<void> {
-    return writeFile(this.docker, containerId, path, size, content)
+    const viaEngine = () => writeFile(this.docker, containerId, path, size, content)
+    return this.agents ? this.agents.writeFile(containerId, path, size, content, viaEngine) : viaEngine()
   }
 
   readFile(containerId: string, path: string): Promise<FileDownload> {
-    return readFile(this.docker, containerId, path)
+    const viaEngine = () => readFile(this.docker, containerId, path)
+    return this.agents ? this.agents.readFile(containerId, path, viaEngine) : viaEngine()
   }
 
-  async listDir(containerId: string, path: string): Promise<string[]> {
-    try {
-      return await listDir(this.docker, containerId, path)
-    } catch (err) {
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+  listDir(containerId: string, path: string): Promise<string[]> {
+    const viaEngine = async () => {
+      try {
+        return await listDir(this.docker, containerId, path)
+      } catch (err) {
+        throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      }
     }
+    return this.agents ? this.agents.listDir(containerId, path, viaEngine) : viaEngine()
   }
 
   async usage(containerId: string): Promise<ResourceUsage> {
@@ -195,10 +245,11 @@ export abstract class CompatEngine implements SandboxEngine {
       await this.docker.getContainer(containerId).remove({ force: true, v: true })
     } catch (err) {
       const e = err as { statusCode?: number }
-      if (e?.statusCode === 404) return
-      if (e?.statusCode === 409 && /already in progress/.test(dockerMessage(err))) return
-      throw translateDockerError(err, () => Errors.runNotFound(containerId))
+      const gone =
+        e?.statusCode === 404 || (e?.statusCode === 409 && /already in progress/.test(dockerMessage(err)))
+      if (!gone) throw translateDockerError(err, () => Errors.runNotFound(containerId))
     }
+    await this.agents?.forget(containerId)
   }
 
   async env(containerId: string): Promise<Record<string, string>> {

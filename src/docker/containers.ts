@@ -1,7 +1,9 @@
 import type Docker from 'dockerode'
+import type { AgentInjection } from '../agent/guest-agents.ts'
 import { Errors } from '../errors.ts'
 import type { SandboxSpec } from '../sandboxes/engine.ts'
 import { BoundedDemux } from './demux.ts'
+import { agentContainerConfig } from './agent-transport.ts'
 import { egressContainerName, egressHostConfig } from './egress-network.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import seccompProfile from './seccomp-profile.json' with { type: 'json' }
@@ -25,6 +27,8 @@ export const DOCKER_SECCOMP = `seccomp=${JSON.stringify(seccompProfile)}`
 export interface ContainerSettings {
   network: string
   hostCpus: number | undefined
+  /** The agent this container gets (src/agent), if any: mounted read-only and started by its main process. */
+  agent?: AgentInjection
   /**
    * The engine host's path of an init (Docker's tini, Podman's catatonit), bind-mounted as
    * /sbin/docker-init and run as PID 1. The engines' own `Init: true` mounts theirs through a symlink
@@ -37,13 +41,20 @@ export interface ContainerSettings {
   securityOpt: string[]
 }
 
-/** The PID 1 of every sandbox and its arguments. */
+/**
+ * The PID 1 of every sandbox and its arguments. With an agent, the main process is the agent's
+ * launcher: it starts the agent in the background, then becomes the keep-alive.
+ */
 function entrypoint(settings: ContainerSettings) {
-  if (!settings.initPath) return { Entrypoint: KEEP_ALIVE, Init: true, Binds: [] as string[] }
+  const agent = settings.agent ? agentContainerConfig(settings.agent, KEEP_ALIVE) : undefined
+  const main = agent?.command ?? KEEP_ALIVE
+  const agentBinds = agent?.binds ?? []
+  if (!settings.initPath) return { Entrypoint: main, Init: true, Binds: agentBinds, Labels: agent?.labels }
   return {
-    Entrypoint: ['/sbin/docker-init', '--', ...KEEP_ALIVE],
+    Entrypoint: ['/sbin/docker-init', '--', ...main],
     Init: false,
-    Binds: [`${settings.initPath}:/sbin/docker-init:ro`],
+    Binds: [`${settings.initPath}:/sbin/docker-init:ro`, ...agentBinds],
+    Labels: agent?.labels,
   }
 }
 
@@ -70,7 +81,7 @@ export async function createSandboxContainer(
       // The same for every sandbox, cold or pooled, so nothing tells them apart.
       Hostname: 'sandbox',
       Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-      Labels: spec.labels,
+      Labels: { ...spec.labels, ...init.Labels },
       HostConfig: {
         Init: init.Init,
         Binds: init.Binds,

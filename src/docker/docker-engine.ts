@@ -72,6 +72,11 @@ export class DockerEngine extends CompatEngine {
   }
 
   private constructor(docker: Docker, opts: CompatEngineOptions, probed: Probed) {
+    // Sandboxes mount the agent and its socket from this machine's files: Docker must see them.
+    if (!probed.initPath && opts.agents?.enabled)
+      opts.agents.disable(
+        "the emulator does not run on the Docker host (it cannot see Docker's own docker-init), so sandboxes could not mount its agent",
+      )
     super(docker, opts, probed)
     this.initPath = probed.initPath
     this.memory = probed.memory
@@ -107,19 +112,48 @@ export class DockerEngine extends CompatEngine {
     return this.memory
   }
 
-  snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
-    return this.checkpointing.snapshot(containerId, request)
+  /**
+   * A checkpoint cannot hold a connection to the emulator: the sandbox's agent lets go of its
+   * connections first (calls in flight wait) and comes back once it is taken.
+   */
+  async snapshot(containerId: string, request: SnapshotRequest): Promise<SnapshotOutcome> {
+    const checkpoint = request.withMemory && !request.hibernated
+    if (checkpoint) await this.agents?.agents.detach(containerId)
+    try {
+      return await this.checkpointing.snapshot(containerId, request)
+    } finally {
+      if (checkpoint) await this.agents?.agents.reattach(containerId)
+    }
   }
 
-  restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
-    return this.checkpointing.restore(stored, spec, this.containerSettings())
+  /**
+   * A new container with a socket directory of its own: the restored agent (with memory, the very
+   * process checkpointed, of the same build) dials it, never its parent's.
+   */
+  async restore(stored: StoredSnapshot, spec: SandboxSpec): Promise<string> {
+    const agent = await this.agents?.prepare(stored.checkpointDir ? stored.image : undefined)
+    try {
+      const id = await this.checkpointing.restore(stored, spec, { ...this.containerSettings(), agent })
+      if (agent) this.agents?.agents.bind(id, agent)
+      return id
+    } catch (err) {
+      await this.discardAgent(agent)
+      throw err
+    }
   }
 
-  hibernate(containerId: string, withMemory: boolean): Promise<void> {
-    return this.checkpointing.hibernate(containerId, withMemory)
+  async hibernate(containerId: string, withMemory: boolean): Promise<void> {
+    if (withMemory) await this.agents?.agents.detach(containerId)
+    try {
+      await this.checkpointing.hibernate(containerId, withMemory)
+    } catch (err) {
+      if (withMemory) await this.agents?.agents.reattach(containerId)
+      throw err
+    }
   }
 
-  resume(containerId: string, withMemory: boolean): Promise<void> {
+  async resume(containerId: string, withMemory: boolean): Promise<void> {
+    if (withMemory) await this.agents?.agents.reattach(containerId)
     return this.checkpointing.resume(containerId, withMemory)
   }
 

@@ -196,6 +196,12 @@ export interface SandboxEngine {
   remove(containerId: string): Promise<void>
   /** Whether this engine can checkpoint memory; decided once, at start. */
   memorySupport(): MemorySupport
+  /** Whether new sandboxes get an agent for exec and files (decided once, at start), and why (not). */
+  agentSupport?(): { enabled: boolean; reason: string }
+  /** How exec and files reach this sandbox now (its agent, or the engine's own exec), and why. */
+  execTransport?(containerId: string): { transport: string; reason: string }
+  /** Lets go of what the engine holds open in the emulator's process (the emulator is stopping). */
+  close?(): Promise<void>
   /**
    * Captures a sandbox's filesystem (and memory, with `withMemory`) from one instant. A running sandbox
    * keeps running; execs in flight at that instant are not part of the capture.

@@ -72,6 +72,17 @@ export class GuestOperations {
     return this.withActivity(owner, id, (s) => this.opts.engine.listDir(s.containerId, path))
   }
 
+  /** How exec and files reach the sandbox now (see SandboxEngine.execTransport); not activity. */
+  execTransport(owner: string, id: string): { transport: string; reason: string } {
+    const s = this.opts.registry.get(owner, id)
+    return (
+      this.opts.engine.execTransport?.(s.containerId) ?? {
+        transport: 'engine',
+        reason: 'the engine has no agent',
+      }
+    )
+  }
+
   /**
    * Runs an exec or file operation: it waits while a lifecycle operation (a checkpoint's pause, say) is
    * under way, refuses a hibernated sandbox (409: resume it first), counts as activity, and keeps the

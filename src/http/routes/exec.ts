@@ -30,3 +30,11 @@ export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): vo
     },
   )
 }
+
+/** How exec and files reach one of the caller's sandboxes (its agent or the engine's exec), and why. */
+export function execTransportRoutes(fastify: FastifyInstance, guest: GuestOperations): void {
+  const app = fastify.withTypeProvider<ZodTypeProvider>()
+  app.get('/runs/:id/exec-transport', { schema: { params: RunParams } }, async (request) =>
+    guest.execTransport(request.owner, request.params.id),
+  )
+}
