@@ -56,6 +56,16 @@ function agentSockets(agent: HostAgent): string[] {
     .filter((target) => target.startsWith('socket:'))
 }
 
+/** Polls `ok` for up to 20 s (the machine may be busy); whether it held. */
+async function until(ok: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    if (ok()) return true
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return ok()
+}
+
 /** Processes on this machine whose command line matches (the agent runs commands here). */
 function running(pattern: RegExp): string[] {
   return execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
@@ -262,8 +272,9 @@ describeBuilt('isorun-agent on this machine (no Docker)', () => {
 
   describe('checkpoints: detach and resume', () => {
     it('an exec in flight outlives a detach (no connection left) and finishes once the emulator listens again', async () => {
-      const pending = exec(agent, 'echo before; sleep 0.6; echo after')
-      await new Promise((r) => setTimeout(r, 200))
+      const started = join(agent.dir, 'started')
+      const pending = exec(agent, `echo before; touch ${started}; sleep 1; echo after`)
+      expect(await until(() => existsSync(started))).toBe(true)
       await agent.channel.detach()
       // The agent holds no connection now: that is what lets CRIU checkpoint it.
       expect(agentSockets(agent)).toEqual([])
@@ -296,16 +307,14 @@ describeBuilt('isorun-agent on this machine (no Docker)', () => {
 
     it('a copy restored elsewhere is told to abandon its parent calls, and kills their commands', async () => {
       const tag = randomBytes(3).readUIntBE(0, 3)
+      const sleeping = () => running(new RegExp(`^sleep ${tag}7`)).length
       const orphaned = exec(agent, `sleep ${tag}7`).catch((e: Error) => e)
-      await new Promise((r) => setTimeout(r, 200))
-      expect(running(new RegExp(`^sleep ${tag}7`))).toHaveLength(1)
+      expect(await until(() => sleeping() === 1)).toBe(true)
       await agent.channel.detach()
       // What a restored copy sees: an emulator side that never heard of the call.
       const copy = new AgentChannel(agent.socketPath)
       await copy.listen()
-      for (let i = 0; i < 100 && running(new RegExp(`^sleep ${tag}7`)).length > 0; i++)
-        await new Promise((r) => setTimeout(r, 20))
-      expect(running(new RegExp(`^sleep ${tag}7`))).toEqual([])
+      expect(await until(() => sleeping() === 0)).toBe(true)
       await copy.close()
       // The original side, removed meanwhile, ends its call as lost.
       await agent.channel.close()
@@ -365,8 +374,7 @@ describe('the emulator’s end against an impostor on the socket', () => {
   it('keeps a few spare connections at most', async () => {
     const many = await Promise.all(Array.from({ length: 10 }, () => dial()))
     for (const s of many) s.write(hello())
-    await new Promise((r) => setTimeout(r, 200))
-    expect(many.filter((s) => !s.destroyed).length).toBeLessThanOrEqual(4)
+    expect(await until(() => many.filter((s) => !s.destroyed).length <= 4)).toBe(true)
     for (const s of many) s.destroy()
   })
 

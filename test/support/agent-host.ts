@@ -30,19 +30,22 @@ export async function startHostAgent(env: Record<string, string> = {}): Promise<
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
-  return {
+  const agent: HostAgent = {
     channel,
     dir,
     socketPath,
     process: child,
-    ready: async () => {
-      for (let i = 0; i < 200 && !channel.connected(); i++) await new Promise((r) => setTimeout(r, 10))
-      if (!channel.connected()) throw new Error('the agent did not connect')
+    // A channel replaced by the test is the one waited for (hence `this`); 20 s for a busy machine.
+    async ready(this: HostAgent) {
+      const deadline = Date.now() + 20_000
+      while (Date.now() < deadline && !this.channel.connected()) await new Promise((r) => setTimeout(r, 10))
+      if (!this.channel.connected()) throw new Error('the agent did not connect')
     },
-    stop: async () => {
+    async stop(this: HostAgent) {
       child.kill('SIGKILL')
-      await channel.close()
+      await this.channel.close()
       rmSync(dir, { recursive: true, force: true })
     },
   }
+  return agent
 }
