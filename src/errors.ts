@@ -74,6 +74,9 @@ export const Errors = {
   pathNotFound: (path: string) =>
     new EmulatorError('not_found', 404, `no such file or directory: ${path}`, { path }),
   notAFile: (path: string) => new EmulatorError('not_a_file', 400, `not a regular file: ${path}`, { path }),
+  /** A file that changed size while it was read: what was sent is not the file. */
+  fileChanged: (path: string) =>
+    new EmulatorError('conflict', 409, `${path} changed while it was being read; read it again`, { path }),
   notADirectory: (path: string) =>
     new EmulatorError('not_a_directory', 400, `not a directory: ${path}`, { path }),
   /** A write the container's file system refuses (`why`: the reason, in words). */

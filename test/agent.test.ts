@@ -16,6 +16,7 @@ import { connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AgentChannel } from '../src/agent/agent-channel.ts'
 import {
@@ -239,6 +240,16 @@ describeBuilt('isorun-agent on this machine (no Docker)', () => {
       expect(await code(write(dir))).toBe('not_a_file')
       expect(await code(write(join(dir, 'file', 'child')))).toBe('not_a_directory')
       expect(existsSync(join(dir, 'file'))).toBe(true)
+    })
+
+    it('fails a read whose file turns out longer than its size said (409, as the archive path)', async () => {
+      // /proc files say size 0 and have content: the deterministic case of a file that grew.
+      const file = await readFileViaAgent(agent.channel, await spare(agent.channel), '/proc/self/status')
+      const read = await finished(file.stream.resume()).then(
+        () => 'ended',
+        (e: { code?: string; status?: number }) => `${e.status} ${e.code}`,
+      )
+      expect(read).toBe('409 conflict')
     })
 
     it('refuses a body longer or shorter than announced', async () => {

@@ -52,6 +52,7 @@
 #define FAIL_NOT_A_FILE 2
 #define FAIL_NOT_A_DIRECTORY 3
 #define FAIL_OTHER 4
+#define FAIL_CHANGED 5 /* the file changed size while it was read */
 
 enum call_kind { CALL_EXEC, CALL_READ, CALL_WRITE, CALL_LIST };
 

@@ -51,18 +51,29 @@ void file_read_start(struct call *c, const char *path) {
   out_frame(&c->out, MSG_SIZE, size, sizeof size);
 }
 
-/* Sends the next chunk; exactly the size announced, then END. False once finished. */
+/*
+ * Sends the next chunk: exactly the size announced, then END. A file that turns out shorter or longer
+ * than announced fails the read (as the engine's archive does), rather than passing for whole. False
+ * once finished.
+ */
 bool file_read_produce(struct call *c) {
   if (c->remaining == 0) {
-    out_frame(&c->out, MSG_END, NULL, 0);
+    char more;
+    ssize_t n = read(c->file_fd, &more, 1);
+    if (n > 0) call_fail(c, FAIL_CHANGED, "the file grew while it was read", 0);
+    else out_frame(&c->out, MSG_END, NULL, 0);
     c->finished = true;
     return false;
   }
   size_t want = c->remaining < CHUNK ? (size_t)c->remaining : CHUNK;
   ssize_t n = read(c->file_fd, out_begin(&c->out, BODY), want);
   if (n < 0 && errno == EINTR) return true;
-  if (n <= 0) {
-    call_fail(c, FAIL_OTHER, "the file shrank while it was read", n < 0 ? errno : 0);
+  if (n < 0) {
+    call_fail(c, FAIL_OTHER, "reading the file failed", errno);
+    return false;
+  }
+  if (n == 0) {
+    call_fail(c, FAIL_CHANGED, "the file shrank while it was read", 0);
     return false;
   }
   out_commit(&c->out, (size_t)n);
@@ -101,7 +112,9 @@ static int make_parents(struct call *c, char *dir) {
 void file_write_start(struct call *c, const char *path, uint64_t size) {
   if (!absolute(c, path)) return;
   const char *slash = strrchr(path, '/');
-  if (slash[1] == 0) {
+  struct stat st;
+  /* A directory, or a link to one (`/tmp`, `/..`, `/work/.`), is never replaced. */
+  if (slash[1] == 0 || (stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
     call_fail(c, FAIL_NOT_A_FILE, path, 0);
     return;
   }
@@ -169,7 +182,7 @@ void file_write_body(struct call *c, const uint8_t *data, size_t length) {
   if (rename(c->tmp_path, c->path) < 0) {
     int err = errno;
     file_write_abort(c);
-    if (err == EISDIR || err == ENOTEMPTY || err == EEXIST) call_fail(c, FAIL_NOT_A_FILE, c->path, 0);
+    if (err == EISDIR || err == ENOTEMPTY || err == EEXIST || err == EBUSY) call_fail(c, FAIL_NOT_A_FILE, c->path, 0);
     else call_fail(c, FAIL_OTHER, c->path, err);
     return;
   }

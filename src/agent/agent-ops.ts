@@ -49,6 +49,8 @@ function failure(payload: Buffer, path: string): Error {
       return Errors.notAFile(path)
     case Fail.notADirectory:
       return Errors.notADirectory(path)
+    case Fail.changed:
+      return Errors.fileChanged(path)
     default:
       return Errors.engine(`the sandbox's agent failed: ${message}`)
   }

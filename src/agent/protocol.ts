@@ -38,7 +38,7 @@ export const Msg = {
   body: 0x42, // 'B'
 } as const
 
-export const Fail = { notFound: 1, notAFile: 2, notADirectory: 3, other: 4 } as const
+export const Fail = { notFound: 1, notAFile: 2, notADirectory: 3, other: 4, changed: 5 } as const
 
 export interface Frame {
   type: number

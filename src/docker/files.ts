@@ -170,11 +170,7 @@ async function readArchiveEntry(
       // is a streamx stream); the chunks pass through, not copied. Once the entry ends, or the client
       // goes away, the archive is done with.
       const out = new PassThrough()
-      entry.on('error', () =>
-        out.destroy(
-          Errors.conflict(`${askedPath} changed while it was being read; read it again`, { path: askedPath }),
-        ),
-      )
+      entry.on('error', () => out.destroy(Errors.fileChanged(askedPath)))
       entry.once('end', () => {
         next()
         done()
