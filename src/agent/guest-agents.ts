@@ -45,6 +45,8 @@ export class GuestAgents {
   private readonly root: string
   private binary: AgentBinary | undefined
   private readonly channels = new Map<string, AgentInjection>()
+  /** Containers found to have no agent mount (made without one): not looked up again. */
+  private readonly unmounted = new Set<string>()
   private log: AgentLog = () => {}
 
   private constructor(root: string, binary: AgentBinary | undefined, reason: string) {
@@ -131,10 +133,13 @@ export class GuestAgents {
     hostDirOf: () => Promise<string | undefined>,
   ): Promise<AgentInjection | undefined> {
     const known = this.channels.get(containerId)
-    if (known || !this.binary) return known
+    if (known || !this.binary || this.unmounted.has(containerId)) return known
     const hostDir = await hostDirOf()
     // Only a directory of this emulator's own is trusted as the place to listen.
-    if (!this.owns(hostDir)) return undefined
+    if (!this.owns(hostDir)) {
+      this.unmounted.add(containerId)
+      return undefined
+    }
     const again = this.channels.get(containerId)
     if (again) return again
     const channel = new AgentChannel(join(hostDir, 'agent.sock'))
@@ -159,6 +164,7 @@ export class GuestAgents {
   async forget(containerId: string, hostDir?: string): Promise<void> {
     const injection = this.channels.get(containerId)
     this.channels.delete(containerId)
+    this.unmounted.delete(containerId)
     await injection?.channel.close()
     await this.discard(injection?.hostDir ?? hostDir)
   }
@@ -170,6 +176,7 @@ export class GuestAgents {
   async closeAll(): Promise<void> {
     const all = [...this.channels.values()]
     this.channels.clear()
+    this.unmounted.clear()
     await Promise.all(all.map((i) => i.channel.close()))
   }
 
