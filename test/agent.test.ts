@@ -389,6 +389,22 @@ describe('the emulator’s end against an impostor on the socket', () => {
     for (const s of many) s.destroy()
   })
 
+  it('does not keep a connection that greets after a detach began (a checkpoint would fail on it)', async () => {
+    const own = new AgentChannel(join(dir, 'late.sock'))
+    await own.listen()
+    const late = await new Promise<Socket>((resolve, reject) => {
+      const s = connect(own.socketPath, () => resolve(s))
+      s.once('error', reject)
+    })
+    // Accepted, not yet greeted, when the detach starts; its HELLO comes after.
+    await new Promise((r) => setTimeout(r, 50))
+    await own.detach()
+    late.write(hello())
+    await closed(late)
+    expect(own.connected()).toBe(false)
+    await own.close()
+  })
+
   it('answers a RESUME it does not know with ABANDON', async () => {
     const s = await dial()
     const got: Buffer[] = []

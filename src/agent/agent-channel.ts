@@ -32,6 +32,8 @@ export class AgentChannel {
   private readonly calls = new Map<string, AgentCall>()
   /** Connections that greeted as the agent and are still open, spare or in use. */
   private readonly agentSockets = new Set<Socket>()
+  /** Accepted connections that have not said what they are yet. */
+  private readonly greeting = new Set<Socket>()
   private lastClosedAt = 0
   private expectUntil = 0
   private closed = false
@@ -123,6 +125,8 @@ export class AgentChannel {
    */
   async detach(): Promise<void> {
     await this.stopListening()
+    // One accepted a moment ago would greet too late to be asked to let go: it is cut now.
+    for (const s of this.greeting) s.destroy()
     const spares = this.spares.splice(0)
     await Promise.all([
       ...spares.map(
@@ -169,10 +173,12 @@ export class AgentChannel {
     const reader = new FrameReader(64)
     const timer = setTimeout(() => socket.destroy(), GREETING_MS)
     this.agentSockets.add(socket)
+    this.greeting.add(socket)
     socket.on('error', () => {})
     socket.once('close', () => {
       clearTimeout(timer)
       this.agentSockets.delete(socket)
+      this.greeting.delete(socket)
       if (this.hello) this.lastClosedAt = Date.now()
     })
     socket.on('data', (chunk: Buffer) => {
@@ -186,7 +192,13 @@ export class AgentChannel {
       const first = frames[0]
       if (!first) return
       clearTimeout(timer)
+      this.greeting.delete(socket)
       socket.removeAllListeners('data')
+      // Detached meanwhile (a checkpoint is under way): not now; the agent dials again after.
+      if (!this.server) {
+        socket.destroy()
+        return
+      }
       // Nothing may follow the greeting before the emulator speaks.
       if (frames.length > 1) {
         socket.destroy()
