@@ -230,6 +230,21 @@ describeWithDocker('exec and files through the sandbox agent', () => {
     )
 
     itAgent(
+      'checkpoints a sandbox whose agent is still connecting (a snapshot right after create)',
+      async (ctx) => {
+        if (!criu) ctx.skip()
+        for (let i = 0; i < 3; i++) {
+          const s = await sandbox()
+          const snap = await s.snapshot()
+          expect(snap.id).toBeTruthy()
+          expect(await servedByAgent(s)).toBe(true)
+          await isorun.deleteSnapshot(snap.id)
+          await s.destroy()
+        }
+      },
+    )
+
+    itAgent(
       'an exec in flight during a snapshot finishes in the parent and does not run on in the copy',
       async (ctx) => {
         if (!criu) ctx.skip()
