@@ -149,6 +149,12 @@ describeWithDocker('exec and files through the sandbox agent', () => {
       const back = await waitFor(async () => ((await servedByAgent(s)) ? true : undefined), 20_000, 500)
       expect(back).toBe(true)
       expect((await transport(key, s)).transport).toBe('agent')
+      // The agent started again is as checkpointable as the first (no stdio of the engine's exec held).
+      if ((await memoryCapability()).criu) {
+        const snap = await s.snapshot()
+        expect((await track(await isorun.restore(snap.id)).exec('echo restored')).stdout).toBe('restored\n')
+        await isorun.deleteSnapshot(snap.id)
+      }
     },
   )
 

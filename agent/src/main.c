@@ -14,7 +14,9 @@
  * and its processes are part of the sandbox's process tree, which is what a checkpoint captures.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +30,18 @@ static void usage(void) {
   exit(2);
 }
 
+/* Points stdin, stdout and stderr at /dev/null. Started through the engine's exec, they are pipes to
+ * the engine's shim, outside the sandbox: CRIU refuses to checkpoint a process holding them. */
+static void detach_stdio(void) {
+  int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;
+  for (int fd = 0; fd <= 2; fd++) dup2(null, fd);
+  if (null > 2) close(null);
+}
+
 /* Forks the agent off twice (a new session, then a grandchild the caller's init adopts). Returns in
  * the caller once the middle process has gone; never returns in the agent. */
-static void background(const char *socket_path) {
+static void background(const char *socket_path, bool own_stdio) {
   pid_t middle = fork();
   if (middle < 0) {
     warnx_("cannot start: fork: %s", strerror(errno));
@@ -39,7 +50,10 @@ static void background(const char *socket_path) {
   if (middle == 0) {
     setsid();
     pid_t agent = fork();
-    if (agent == 0) exit(serve(socket_path));
+    if (agent == 0) {
+      if (!own_stdio) detach_stdio();
+      exit(serve(socket_path));
+    }
     _exit(agent < 0 ? 1 : 0);
   }
   while (waitpid(middle, NULL, 0) < 0 && errno == EINTR) {
@@ -53,11 +67,12 @@ int main(int argc, char **argv) {
   }
   if (argc == 3 && strcmp(argv[1], "serve") == 0) return serve(argv[2]);
   if (argc == 3 && strcmp(argv[1], "start") == 0) {
-    background(argv[2]);
+    background(argv[2], false);
     return 0;
   }
   if (argc >= 5 && strcmp(argv[1], "launch") == 0 && strcmp(argv[3], "--") == 0) {
-    background(argv[2]);
+    /* The main process's stdio is the sandbox's log, which checkpoints know how to handle. */
+    background(argv[2], true);
     execvp(argv[4], argv + 4);
     /* No keep-alive in this image (scratch, distroless): keep the sandbox alive here. Default signal
      * dispositions, as `sleep` would have: a SIGTERM from the init ends it. */
