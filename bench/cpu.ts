@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 /** Clock ticks per second of /proc's CPU counters (USER_HZ; 100 on Linux everywhere that matters). */
 const TICK_US = 10_000
@@ -28,4 +28,56 @@ export function cpuNow(pid?: number): { machineUs: number; processUs: number } |
   } catch {
     return undefined
   }
+}
+
+/** CPU of one process and of its children it has reaped (utime, stime, cutime, cstime), µs. */
+export function processTreeUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(rest[11]) + Number(rest[12]) + Number(rest[13]) + Number(rest[14])) * TICK_US
+  } catch {
+    return 0
+  }
+}
+
+/** Processes whose command line matches, by pid. */
+export function pidsOf(match: (cmdline: string) => boolean): number[] {
+  const pids: number[] = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ')
+      if (match(cmdline)) pids.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
+}
+
+/** The CPU a container's processes have used (its cgroup), µs; undefined where unreadable. */
+export function containerCpuUs(containerId: string): number | undefined {
+  for (const path of [
+    `/sys/fs/cgroup/cpuacct/docker/${containerId}/cpuacct.usage`,
+    `/sys/fs/cgroup/cpu,cpuacct/docker/${containerId}/cpuacct.usage`,
+  ]) {
+    try {
+      return Number(readFileSync(path, 'utf8').trim()) / 1000
+    } catch {
+      // not this layout
+    }
+  }
+  for (const path of [
+    `/sys/fs/cgroup/docker/${containerId}/cpu.stat`,
+    `/sys/fs/cgroup/system.slice/docker-${containerId}.scope/cpu.stat`,
+  ]) {
+    try {
+      const usage = /usage_usec (\d+)/.exec(readFileSync(path, 'utf8'))?.[1]
+      if (usage) return Number(usage)
+    } catch {
+      // not this layout
+    }
+  }
+  return undefined
 }

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { appendCost, benchDurability } from './durability.ts'
 import { startEmulatorProcess } from './emulator-process.ts'
+import { benchExec, benchExecCpu, type ExecCpu } from './exec.ts'
 import {
   benchConcurrency,
   benchFiles,
@@ -54,6 +55,7 @@ async function main() {
   const rows: Record<string, Row> = {}
   let proxyRows: ProxyBenchRow[] = []
   let concurrency: ConcurrencyResult | undefined
+  let execCpu: ExecCpu | undefined
   let appendUs: ReturnType<typeof appendCost> | undefined
   const row = (name: string) => {
     rows[name] ??= { name, emulator: [], raw: [] }
@@ -73,25 +75,25 @@ async function main() {
           const [tc, s] = await timed(() => isorun.create({ image: IMAGE }))
           row('create').emulator.push(tc)
           const [te] = await timed(() => s.exec('true'))
-          row('exec true').emulator.push(te)
-          const [tm, out] = await timed(() => s.exec('head -c 1048576 /dev/zero | tr "\\0" a'))
-          if (out.stdout.length !== 1048576) throw new Error('emulator exec 1 MB: wrong output size')
-          row('exec 1 MB output').emulator.push(tm)
+          row('exec right after create').emulator.push(te)
           const [td] = await timed(() => s.destroy())
           row('destroy').emulator.push(td)
         } else {
           const [tc, c] = await timed(() => raw.create(IMAGE))
           row('create').raw.push(tc)
           const [te] = await timed(() => raw.exec(c, 'true'))
-          row('exec true').raw.push(te)
-          const [tm, out] = await timed(() => raw.exec(c, 'head -c 1048576 /dev/zero | tr "\\0" a'))
-          if (out.bytes < 1048576) throw new Error('raw exec 1 MB: wrong output size')
-          row('exec 1 MB output').raw.push(tm)
+          row('exec right after create').raw.push(te)
           const [td] = await timed(() => raw.destroy(c))
           row('destroy').raw.push(td)
         }
       }
     }
+    // exec on a running sandbox vs raw docker exec, and CPU per exec.
+    for (const [name, sides] of Object.entries(await benchExec(isorun, raw, IMAGE, ROUNDS))) {
+      row(name).emulator.push(...sides.emulator)
+      row(name).raw.push(...sides.raw)
+    }
+    execCpu = await benchExecCpu(isorun, raw, IMAGE, child.pid ?? 0)
     // Sandbox state (CRIU): snapshot, restore, fork(5), hibernate + resume.
     if (process.env.BENCH_STATE !== '0') {
       const state = await benchState(isorun, raw, IMAGE, Math.max(3, Math.ceil(ROUNDS / 3)))
@@ -163,11 +165,19 @@ async function main() {
         '(rows "..., fsync (vs process)": the fsync emulator in the emulator column, the default in the raw one)',
     )
   }
+  if (execCpu) {
+    const { emulator: e, raw: r } = execCpu
+    console.log(
+      `\nCPU per exec('echo hi') over ${execCpu.execs} execs, µs: emulator ${e.total} ` +
+        `(emulator process ${e.emulator_process}, sandbox ${e.sandbox}, shim ${e.shim}, dockerd+containerd ${e.docker_daemons}, client ${e.client}) ` +
+        `vs raw docker exec ${r.total} (sandbox ${r.sandbox}, shim+runc ${r.shim}, dockerd+containerd ${r.docker_daemons}, client ${r.client})`,
+    )
+  }
   printProxyTable(proxyRows)
   const file = join(import.meta.dirname, 'results.json')
   writeFileSync(
     file,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, proxy: proxyRows, concurrency, append_us: appendUs }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, exec_cpu: execCpu, proxy: proxyRows, concurrency, append_us: appendUs }, null, 2)}\n`,
   )
   console.log(`\nwritten to ${file}`)
 }

@@ -32,17 +32,28 @@ export async function benchState(
     // Emulator, through the SDK.
     const s = await isorun.create({ image })
     await s.exec(COUNTER)
+    // exec on the running sandbox, then the first exec right after each checkpoint operation: the
+    // "raw" column of those rows is this exec before the checkpoint.
+    const [tBefore] = await timed(() => s.exec('echo hi'))
     const [tSnap, snap] = await timed(() => s.snapshot())
     add('snapshot', 'emulator', tSnap)
     const [tRestore, restored] = await timed(() => isorun.restore(snap.id))
     add('restore', 'emulator', tRestore)
     add('snapshot + restore', 'emulator', tSnap + tRestore)
+    add('exec right after restore (vs before)', 'emulator', (await timed(() => restored.exec('echo hi')))[0])
+    add('exec right after restore (vs before)', 'raw', tBefore)
     const [tFork, kids] = await timed(() => s.fork(5))
     if (kids.length !== 5) throw new Error(`fork(5) gave ${kids.length} children`)
     add('fork(5)', 'emulator', tFork)
+    for (const kid of kids) {
+      add('exec right after fork (vs before)', 'emulator', (await timed(() => kid.exec('echo hi')))[0])
+      add('exec right after fork (vs before)', 'raw', tBefore)
+    }
     const [tHib] = await timed(() => s.hibernate())
     const [tRes] = await timed(() => s.resume())
     add('hibernate + resume', 'emulator', tHib + tRes)
+    add('exec right after resume (vs before)', 'emulator', (await timed(() => s.exec('echo hi')))[0])
+    add('exec right after resume (vs before)', 'raw', tBefore)
     await Promise.all([s, restored, ...kids].map((x) => x.destroy()))
     await isorun.deleteSnapshot(snap.id)
 
