@@ -24,11 +24,27 @@ export async function benchFiles(
   const s = await isorun.create({ image })
   const c = await raw.create(image)
   try {
-    for (let i = 0; i < rounds; i++) {
+    const emulator = async () => {
       add(samples, 'writeFile 10 MB', 'emulator', (await timed(() => s.writeFile('/tmp/blob', data)))[0])
-      add(samples, 'readFile 10 MB', 'emulator', (await timed(() => s.readFile('/tmp/blob')))[0])
+      const [t, back] = await timed(() => s.readFile('/tmp/blob'))
+      if (back.length !== data.length) throw new Error('emulator readFile: wrong size')
+      add(samples, 'readFile 10 MB', 'emulator', t)
+    }
+    const direct = async () => {
       add(samples, 'writeFile 10 MB', 'raw', (await timed(() => rawPut(c, '/tmp/blob', data)))[0])
-      add(samples, 'readFile 10 MB', 'raw', (await timed(() => rawGet(c, '/tmp/blob')))[0])
+      const [t, back] = await timed(() => rawGet(c, '/tmp/blob'))
+      if (back.length !== data.length) throw new Error('raw getArchive: wrong size')
+      add(samples, 'readFile 10 MB', 'raw', t)
+    }
+    // Alternate which side goes first in each round.
+    for (let i = 0; i < rounds; i++) {
+      if (i % 2 === 0) {
+        await emulator()
+        await direct()
+      } else {
+        await direct()
+        await emulator()
+      }
     }
   } finally {
     await s.destroy()

@@ -4,7 +4,7 @@
  * and writes bench/results.json.
  */
 import { writeFileSync } from 'node:fs'
-import { cpus, totalmem } from 'node:os'
+import { cpus, loadavg, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { Isorun } from 'isorun'
 import { appendCost, benchDurability } from './durability.ts'
@@ -24,6 +24,8 @@ import { median, percentile, timed } from './stats.ts'
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15)
 const IMAGE = process.env.BENCH_IMAGE ?? 'busybox:latest'
+/** BENCH_ONLY=exec: create, exec, state and files only (no durability, concurrency, pool or proxy phases). */
+const EXEC_ONLY = process.env.BENCH_ONLY === 'exec'
 
 interface Row {
   name: string
@@ -62,6 +64,7 @@ async function main() {
     return rows[name]
   }
 
+  const loadAtStart = loadavg()
   try {
     // Warm both paths once (image cache, connection pools) before measuring.
     await (await isorun.create({ image: IMAGE })).destroy()
@@ -108,32 +111,34 @@ async function main() {
       row(name).raw.push(...sides.raw)
     }
     // ISORUN_EMULATOR_DURABILITY=fsync against the default, through two more emulator processes.
-    if (process.env.BENCH_DURABILITY !== '0') {
+    if (process.env.BENCH_DURABILITY !== '0' && !EXEC_ONLY) {
       appendUs = appendCost()
       for (const [name, sides] of Object.entries(await benchDurability(IMAGE, ROUNDS))) {
         row(name).emulator.push(...sides.emulator)
         row(name).raw.push(...sides.raw)
       }
     }
-    // 50 sandboxes at once, both ways; the emulator's peak RSS.
-    concurrency = await benchConcurrency(isorun, raw, IMAGE, child.pid ?? 0)
-    // Warm create: a second emulator with the pool on (raw Docker has no pool: its create is the baseline).
-    const warmEmu = await startEmulatorProcess(['--pool', '2'])
-    const warmClient = new Isorun({ apiUrl: warmEmu.apiUrl, apiKey: 'isorun_bench' })
-    try {
-      row('create (warm pool)').emulator.push(...(await benchWarmCreate(warmClient, IMAGE, ROUNDS)))
-      row('create (warm pool)').raw.push(...row('create').raw)
-      // "raw" here is the same exec with the pool idle: the ratio is what a refill costs a concurrent exec.
-      const interference = await benchRefillInterference(warmClient, IMAGE, ROUNDS)
-      row('exec during pool refill (vs pool idle)').emulator.push(...interference.refilling)
-      row('exec during pool refill (vs pool idle)').raw.push(...interference.idle)
-    } finally {
-      warmClient.close()
-      warmEmu.child.kill('SIGTERM')
-      await new Promise((r) => warmEmu.child.once('exit', r))
+    if (!EXEC_ONLY) {
+      // 50 sandboxes at once, both ways; the emulator's peak RSS.
+      concurrency = await benchConcurrency(isorun, raw, IMAGE, child.pid ?? 0)
+      // Warm create: a second emulator with the pool on (raw Docker has no pool: its create is the baseline).
+      const warmEmu = await startEmulatorProcess(['--pool', '2'])
+      const warmClient = new Isorun({ apiUrl: warmEmu.apiUrl, apiKey: 'isorun_bench' })
+      try {
+        row('create (warm pool)').emulator.push(...(await benchWarmCreate(warmClient, IMAGE, ROUNDS)))
+        row('create (warm pool)').raw.push(...row('create').raw)
+        // "raw" here is the same exec with the pool idle: the ratio is what a refill costs a concurrent exec.
+        const interference = await benchRefillInterference(warmClient, IMAGE, ROUNDS)
+        row('exec during pool refill (vs pool idle)').emulator.push(...interference.refilling)
+        row('exec during pool refill (vs pool idle)').raw.push(...interference.idle)
+      } finally {
+        warmClient.close()
+        warmEmu.child.kill('SIGTERM')
+        await new Promise((r) => warmEmu.child.once('exit', r))
+      }
+      // url(port): through the emulator's proxy vs straight to the container's IP.
+      proxyRows = await benchProxy(apiUrl, isorun, child.pid)
     }
-    // url(port): through the emulator's proxy vs straight to the container's IP.
-    proxyRows = await benchProxy(apiUrl, isorun, child.pid)
   } finally {
     isorun.close()
     child.kill('SIGTERM')
@@ -142,8 +147,11 @@ async function main() {
 
   const results = Object.values(rows).map(summarize)
   const machine = { cpus: cpus().length, cpu_model: cpus()[0]?.model, mem_gib: round(totalmem() / 2 ** 30) }
+  // The machine may be shared: its load average around the run says how much the figures are worth.
+  const load = { at_start: loadAtStart.map((x) => round(x, 2)), at_end: loadavg().map((x) => round(x, 2)) }
   console.log(
-    `\nisorun-emulator bench: ${ROUNDS} rounds, image ${IMAGE}, ${machine.cpus} cores (${machine.cpu_model})\n`,
+    `\nisorun-emulator bench: ${ROUNDS} rounds, image ${IMAGE}, ${machine.cpus} cores (${machine.cpu_model}), ` +
+      `load average ${load.at_start.join(' ')} at start, ${load.at_end.join(' ')} at end\n`,
   )
   console.log('| operation | emulator p50 ms | raw Docker p50 ms | ratio | emulator p99 ms | raw p99 ms |')
   console.log('|---|---:|---:|---:|---:|---:|')
@@ -177,7 +185,7 @@ async function main() {
   const file = join(import.meta.dirname, 'results.json')
   writeFileSync(
     file,
-    `${JSON.stringify({ at: new Date().toISOString(), machine, rounds: ROUNDS, image: IMAGE, results, exec_cpu: execCpu, proxy: proxyRows, concurrency, append_us: appendUs }, null, 2)}\n`,
+    `${JSON.stringify({ at: new Date().toISOString(), machine, load, rounds: ROUNDS, image: IMAGE, results, exec_cpu: execCpu, proxy: proxyRows, concurrency, append_us: appendUs }, null, 2)}\n`,
   )
   console.log(`\nwritten to ${file}`)
 }

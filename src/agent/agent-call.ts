@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net'
-import { type Frame, FrameReader, frame, Msg, ProtocolError, Req } from './protocol.ts'
+import { type Frame, FrameReader, frame, frameHeader, Msg, ProtocolError, Req } from './protocol.ts'
 
 /** How long the agent gets to acknowledge DETACH before its connection is simply cut. */
 const DETACH_ACK_MS = 2_000
@@ -49,12 +49,19 @@ export class AgentCall {
     else if (this.state !== 'done') this.queued.push(frame(type))
   }
 
-  /** Writes data, resolving once the socket takes more (backpressure) and the call is attached. */
-  async write(data: Buffer): Promise<void> {
+  /**
+   * Writes a frame (its header, then the payload as it is: no copy), resolving once the socket takes
+   * more (backpressure) and the call is attached.
+   */
+  async writeFrame(type: number, payload: Buffer): Promise<void> {
     await this.attached()
     const socket = this.socket
     if (!socket || this.state === 'done') throw new ProtocolError('the call ended')
-    if (!socket.write(data)) {
+    socket.cork()
+    socket.write(frameHeader(type, payload.length))
+    const more = socket.write(payload)
+    socket.uncork()
+    if (!more) {
       await new Promise<void>((resolve) => {
         const go = () => {
           socket.off('drain', go)

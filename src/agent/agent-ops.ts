@@ -9,7 +9,6 @@ import {
   execRequest,
   Fail,
   type Frame,
-  frame,
   ID_LENGTH,
   Msg,
   ProtocolError,
@@ -95,7 +94,8 @@ class Bounded {
     const room = this.limit - this.kept
     if (data.length > room) this.truncated = true
     if (room <= 0) return
-    const part = Buffer.from(data.length > room ? data.subarray(0, room) : data)
+    // A view of the frame, not a copy: frames are views of the chunks the socket read (fresh buffers).
+    const part = data.length > room ? data.subarray(0, room) : data
     this.parts.push(part)
     this.kept += part.length
   }
@@ -210,7 +210,7 @@ export function readFileViaAgent(channel: AgentChannel, socket: Socket, path: st
         if (f.type === Msg.body) {
           received += f.payload.length
           if (received > (size ?? 0)) throw new ProtocolError('more bytes than announced')
-          if (!stream.push(Buffer.from(f.payload))) call.pauseReading(true)
+          if (!stream.push(f.payload)) call.pauseReading(true)
         } else if (f.type === Msg.end) {
           if (received !== size) throw new ProtocolError(`${received} bytes of ${size}`)
           stream.push(null)
@@ -271,7 +271,7 @@ export async function writeFileViaAgent(
       sent += data.length
       if (sent > size) throw Errors.validation('body', `longer than its declared ${size} bytes`)
       for (let at = 0; at < data.length && outcome === undefined; at += UPLOAD_CHUNK) {
-        await call.write(frame(Req.body, data.subarray(at, at + UPLOAD_CHUNK)))
+        await call.writeFrame(Req.body, data.subarray(at, at + UPLOAD_CHUNK))
       }
     }
   } catch (err) {
@@ -299,7 +299,7 @@ export function listDirViaAgent(channel: AgentChannel, socket: Socket, path: str
         if (f.type === Msg.body) {
           bytes += f.payload.length
           if (bytes > LIST_LIMIT) throw new ProtocolError('a listing beyond its limit')
-          parts.push(Buffer.from(f.payload))
+          parts.push(f.payload)
         } else if (f.type === Msg.end) {
           end(channel, call)
           resolve(

@@ -45,10 +45,15 @@ export interface Frame {
   payload: Buffer
 }
 
-export function frame(type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+export function frameHeader(type: number, length: number): Buffer {
   const header = Buffer.allocUnsafe(5)
   header[0] = type
-  header.writeUInt32BE(payload.length, 1)
+  header.writeUInt32BE(length, 1)
+  return header
+}
+
+export function frame(type: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const header = frameHeader(type, payload.length)
   return payload.length === 0 ? header : Buffer.concat([header, payload])
 }
 
@@ -82,10 +87,15 @@ export class ProtocolError extends Error {
   }
 }
 
-/** Splits a byte stream into frames, refusing any larger than `maxPayload`. */
+/**
+ * Splits a byte stream into frames, refusing any larger than `maxPayload`. A frame that lies within one
+ * chunk is a view of it (no copy); one spread over several chunks is copied once, when complete.
+ */
 export class FrameReader {
-  private pending: Buffer = Buffer.alloc(0)
   private readonly maxPayload: number
+  /** Chunks holding the start of an incomplete frame, and how many bytes they add up to. */
+  private parts: Buffer[] = []
+  private partBytes = 0
 
   constructor(maxPayload = MAX_FRAME_FROM_AGENT) {
     this.maxPayload = maxPayload
@@ -93,20 +103,43 @@ export class FrameReader {
 
   /** The complete frames `chunk` finishes; throws ProtocolError on an oversized frame. */
   push(chunk: Buffer): Frame[] {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk])
     const frames: Frame[] = []
+    let data = chunk
+    if (this.parts.length > 0) {
+      // Only the bytes the pending frame still needs are joined to it; the rest is parsed in place.
+      this.parts.push(chunk)
+      this.partBytes += chunk.length
+      const head = this.partBytes >= 5 ? this.headerOfParts() : undefined
+      if (head === undefined || this.partBytes < 5 + head) return frames
+      const used = 5 + head
+      const joined = Buffer.concat(this.parts, used)
+      frames.push({ type: joined[0] as number, payload: joined.subarray(5) })
+      data = chunk.subarray(chunk.length - (this.partBytes - used))
+      this.parts = []
+      this.partBytes = 0
+    }
     let offset = 0
-    while (this.pending.length - offset >= 5) {
-      const length = this.pending.readUInt32BE(offset + 1)
+    while (data.length - offset >= 5) {
+      const length = data.readUInt32BE(offset + 1)
       if (length > this.maxPayload) throw new ProtocolError(`a frame of ${length} bytes`)
-      if (this.pending.length - offset - 5 < length) break
-      frames.push({
-        type: this.pending[offset] as number,
-        payload: this.pending.subarray(offset + 5, offset + 5 + length),
-      })
+      if (data.length - offset - 5 < length) break
+      frames.push({ type: data[offset] as number, payload: data.subarray(offset + 5, offset + 5 + length) })
       offset += 5 + length
     }
-    this.pending = offset === this.pending.length ? Buffer.alloc(0) : this.pending.subarray(offset)
+    if (offset < data.length) {
+      this.parts = [data.subarray(offset)]
+      this.partBytes = data.length - offset
+      if (this.partBytes >= 5) this.headerOfParts()
+    }
     return frames
+  }
+
+  /** The pending frame's payload length (its header complete); throws on an oversized frame. */
+  private headerOfParts(): number {
+    const first = this.parts[0] as Buffer
+    const header = first.length >= 5 ? first : Buffer.concat(this.parts, 5)
+    const length = header.readUInt32BE(1)
+    if (length > this.maxPayload) throw new ProtocolError(`a frame of ${length} bytes`)
+    return length
   }
 }
