@@ -10,6 +10,7 @@ export type Where = 'local' | 'remote'
 
 export const ABILITIES = {
   lifecycle: 'lifecycle, exec, files, warm pool',
+  agent: 'exec and files through the sandbox agent',
   file_snapshots: 'snapshot / restore / fork: files',
   memory_snapshots: '... with memory (CRIU)',
   hibernate: 'hibernate',
@@ -40,6 +41,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
   docker: {
     local: {
       lifecycle: 'yes',
+      agent: 'yes (docker exec where a sandbox has none, or ISORUN_EMULATOR_AGENT=off)',
       file_snapshots: 'yes',
       memory_snapshots: 'yes (dockerd --experimental, CRIU >= 4.2)',
       hibernate: 'checkpoint (memory freed)',
@@ -52,6 +54,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
     },
     remote: {
       lifecycle: 'yes',
+      agent: "no: sandboxes would mount it from this machine's files (docker exec)",
       file_snapshots: 'yes',
       memory_snapshots: "no: Docker's checkpoints are files in its root dir, which the emulator must share",
       hibernate: 'pause (memory kept, not freed)',
@@ -66,6 +69,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
   podman: {
     local: {
       lifecycle: 'yes',
+      agent: "no: Podman's exec",
       file_snapshots: 'yes',
       memory_snapshots: 'yes (rootful, runc, CRIU >= 4.2; checkpoints travel as archives in API bodies)',
       hibernate: 'checkpoint (memory freed)',
@@ -78,6 +82,7 @@ export const ENGINE_ABILITIES: AbilityTable = {
     },
     remote: {
       lifecycle: 'yes',
+      agent: "no: Podman's exec",
       file_snapshots: 'yes',
       memory_snapshots:
         "yes: checkpoints travel as archives in API bodies; CRIU on the engine's host is not checked from here",

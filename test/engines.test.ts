@@ -27,5 +27,7 @@ describeWithDocker('GET /_emulator/capabilities on the engine under test', () =>
     expect(says(here.egress_policies)).toBe(caps.egress.enforced)
     expect(says(here.sandboxes_apart)).toBe(caps.engine?.sandboxNetwork?.isolated)
     expect(here.hibernate.split(' ')[0]).toBe(caps.memory_state.hibernate)
+    // Unless it is turned off for this run (the agent-off pass), as the table says.
+    if (process.env.ISORUN_EMULATOR_AGENT !== 'off') expect(says(here.agent)).toBe(caps.exec.transport.agent)
   })
 })
