@@ -116,7 +116,9 @@ export class Seeder {
       const r = await this.sandboxes.guest.exec(owner, s.id, command, 600)
       if (r.exitCode !== 0) {
         await this.sandboxes.lifecycle.destroy(owner, s.id).catch(() => {})
-        throw new Error(`seed command failed (exit ${r.exitCode}): ${command}\n${r.stderr || r.stdout}`)
+        throw new Error(
+          `seed command failed (exit ${r.exitCode}): ${command}\n${(r.stderr.length > 0 ? r.stderr : r.stdout).toString('utf8')}`,
+        )
       }
     }
     return s.id

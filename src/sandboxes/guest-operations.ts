@@ -6,11 +6,12 @@ import type { SandboxEvents } from './events.ts'
 import { exitedError, type SandboxRegistry } from './registry.ts'
 import type { Sandbox } from './sandbox.ts'
 
+/** What a command printed, as bytes (the wire decodes them as UTF-8). */
 export interface ExecResult {
   exitCode: number
-  stdout: string
+  stdout: Buffer
   /** The command's stderr, followed by the emulator's notes (truncation, timeout). */
-  stderr: string
+  stderr: Buffer
 }
 
 export interface GuestOperationsOptions {
@@ -40,12 +41,13 @@ export class GuestOperations {
         timeoutMs: Math.round(timeoutSec * 1000),
         outputLimit: this.opts.execOutputLimit,
       })
-      let stderr = out.stderr.toString('utf8')
+      let notes = ''
       const limit = this.opts.execOutputLimit
-      if (out.stdoutTruncated) stderr += `\n[isorun-emulator: stdout truncated to its first ${limit} bytes]\n`
-      if (out.stderrTruncated) stderr += `\n[isorun-emulator: stderr truncated to its first ${limit} bytes]\n`
+      if (out.stdoutTruncated) notes += `\n[isorun-emulator: stdout truncated to its first ${limit} bytes]\n`
+      if (out.stderrTruncated) notes += `\n[isorun-emulator: stderr truncated to its first ${limit} bytes]\n`
       if (out.timedOut)
-        stderr += `\n[isorun-emulator: command timed out after ${timeoutSec}s and was killed]\n`
+        notes += `\n[isorun-emulator: command timed out after ${timeoutSec}s and was killed]\n`
+      const stderr = notes ? Buffer.concat([out.stderr, Buffer.from(notes)]) : out.stderr
       events.emit('exec.end', s, {
         exitCode: out.exitCode,
         timedOut: out.timedOut,
@@ -53,7 +55,7 @@ export class GuestOperations {
         stdoutBytes: out.stdout.length,
         stderrBytes: out.stderr.length,
       })
-      return { exitCode: out.exitCode, stdout: out.stdout.toString('utf8'), stderr }
+      return { exitCode: out.exitCode, stdout: out.stdout, stderr }
     })
   }
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
 import { error, json } from '../openapi.ts'
 import { ExecBody, RunParams } from '../schemas.ts'
-import { ExecResultWire, toExecWire } from '../wire.ts'
+import { ExecResultWire, toExecWireJson } from '../wire.ts'
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
 export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): void {
@@ -24,9 +24,10 @@ export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): vo
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { command, timeout } = request.body
-      return toExecWire(await guest.exec(request.owner, request.params.id, command, timeout))
+      const result = await guest.exec(request.owner, request.params.id, command, timeout)
+      return reply.type('application/json; charset=utf-8').send(toExecWireJson(result))
     },
   )
 }
