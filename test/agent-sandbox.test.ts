@@ -139,9 +139,15 @@ describeWithDocker('exec and files through the sandbox agent', () => {
       const s = await sandbox()
       expect(await servedByAgent(s)).toBe(true)
       const agentPid = (await s.exec('echo $PPID')).stdout.trim()
-      // Killed from a detached process, after this exec has answered.
-      await s.exec(`(sleep 0.2; kill -9 ${agentPid}) >/dev/null 2>&1 &`)
-      await new Promise((r) => setTimeout(r, 500))
+      // Killed from a detached process, after this exec has answered; the next exec comes once it is
+      // dead (asked through Docker's own exec: on a busy machine the kill can come late).
+      await s.exec(`(sleep 0.2; kill -9 ${agentPid}; touch /tmp/agent-killed) >/dev/null 2>&1 &`)
+      await waitFor(
+        async () =>
+          (await dockerExec(s.id, 'test -f /tmp/agent-killed && echo yes')) === 'yes\n' ? true : undefined,
+        20_000,
+        100,
+      )
       const r = await s.exec('echo still here')
       expect(r).toEqual({ exitCode: 0, stdout: 'still here\n', stderr: '' })
       expect(await s.readFile('/etc/hostname')).toContain('sandbox')

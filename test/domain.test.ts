@@ -124,7 +124,7 @@ describe('one lifecycle operation at a time per sandbox', () => {
     expect(t.engine.calls).not.toContain(`exec ${s.containerId}`)
     snapshotting.release()
     await snapshot
-    await expect(exec).resolves.toMatchObject({ exitCode: 0, stdout: 'true' })
+    await expect(exec).resolves.toMatchObject({ exitCode: 0, stdout: Buffer.from('true') })
     const own = t.engine.calls.filter((c) => c.endsWith(s.containerId))
     expect(own.slice(-2)).toEqual([`snapshot ${s.containerId}`, `exec ${s.containerId}`])
   })
