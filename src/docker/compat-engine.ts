@@ -160,10 +160,15 @@ export abstract class CompatEngine implements SandboxEngine {
   private async createStarted(spec: SandboxSpec): Promise<string> {
     const agent = await this.agents?.prepare()
     try {
-      const container = await createSandboxContainer(this.docker, spec, engineReference(spec.image).canonical, {
-        ...this.containerSettings(),
-        agent,
-      })
+      const container = await createSandboxContainer(
+        this.docker,
+        spec,
+        engineReference(spec.image).canonical,
+        {
+          ...this.containerSettings(),
+          agent,
+        },
+      )
       if (agent) this.agents?.agents.bind(container.id, agent)
       await startSandboxContainer(container, spec)
       return container.id
