@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
@@ -179,14 +179,20 @@ describeWithDocker('exec and files through the sandbox agent', () => {
     expect(Date.now() - started).toBeLessThan(20_000)
   })
 
-  describe('in an image with nothing in it (FROM scratch: no shell, no sleep, no libc)', () => {
+  describe('in an image with nothing in it but a static `sleep` (FROM scratch: no shell, no libc)', () => {
     const tag = `isorun-agent-test-scratch:${randomBytes(4).toString('hex')}`
     let s: Sandbox | undefined
 
     beforeAll(() => {
       const ctx = mkdtempSync(join(tmpdir(), 'isorun-agent-scratch-'))
       writeFileSync(join(ctx, 'hello.txt'), 'from an empty image\n')
-      writeFileSync(join(ctx, 'Dockerfile'), 'FROM scratch\nCOPY hello.txt /data/hello.txt\n')
+      // The sandbox's keep-alive is the image's `sleep` (an image without one is refused, agent or not):
+      // Debian's static busybox, which runs as `sleep` under that name.
+      copyFileSync('/bin/busybox', join(ctx, 'sleep'))
+      writeFileSync(
+        join(ctx, 'Dockerfile'),
+        'FROM scratch\nCOPY sleep /bin/sleep\nCOPY hello.txt /data/hello.txt\n',
+      )
       const env = { ...process.env, DOCKER_BUILDKIT: process.env.DOCKER_BUILDKIT ?? '0' }
       execFileSync('docker', ['build', '--network', 'none', '-q', '-t', tag, ctx], { env, stdio: 'ignore' })
       rmSync(ctx, { recursive: true, force: true })

@@ -3,8 +3,7 @@
  *
  *   isorun-agent launch SOCKET -- KEEPALIVE...   a sandbox's main process (under its init): starts the
  *                                                agent in the background, then becomes KEEPALIVE (the
- *                                                image's `sleep`); without one, it keeps the sandbox
- *                                                alive itself
+ *                                                image's `sleep`)
  *   isorun-agent start SOCKET                    starts the agent in the background and returns (run
  *                                                through the engine's exec when it is missing)
  *   isorun-agent serve SOCKET                    the agent in the foreground (tests)
@@ -74,9 +73,10 @@ int main(int argc, char **argv) {
     /* The main process's stdio is the sandbox's log, which checkpoints know how to handle. */
     background(argv[2], true);
     execvp(argv[4], argv + 4);
-    /* No keep-alive in this image (scratch, distroless): keep the sandbox alive here. Default signal
-     * dispositions, as `sleep` would have: a SIGTERM from the init ends it. */
-    for (;;) pause();
+    /* The keep-alive cannot run (no `sleep` in the image, or credentials that change PATH): the sandbox
+     * ends, as it would without the agent, and the emulator refuses the create saying why. */
+    fprintf(stderr, "%s: %s\n", argv[4], strerror(errno));
+    return 127;
   }
   usage();
 }
