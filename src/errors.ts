@@ -79,7 +79,7 @@ export const Errors = {
     new EmulatorError('conflict', 409, `${path} changed while it was being read; read it again`, { path }),
   notADirectory: (path: string) =>
     new EmulatorError('not_a_directory', 400, `not a directory: ${path}`, { path }),
-  /** A write the container's file system refuses (`why`: the reason, in words). */
+  /** A write the container's file system refuses (`why`: the reason, in words: UNWRITABLE_WHY). */
   unwritablePath: (path: string, why: string) =>
     new EmulatorError('conflict', 409, `cannot write ${path}: ${why}`, { path }),
   conflict: (message: string, details?: Record<string, unknown>) =>
@@ -132,3 +132,10 @@ export const Errors = {
 export function isEmulatorError(err: unknown): err is EmulatorError {
   return err instanceof EmulatorError
 }
+
+/** Why a container's file system refuses a write, by the kernel's errno: the same words on every path. */
+export const UNWRITABLE_WHY = {
+  busy: 'the engine mounts it into the sandbox (as /etc/hostname, /etc/hosts and /etc/resolv.conf), so it cannot be replaced',
+  readOnly: 'it is on a read-only file system',
+  notPermitted: 'the sandbox’s file system does not allow replacing it',
+} as const

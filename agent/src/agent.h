@@ -53,6 +53,7 @@
 #define FAIL_NOT_A_DIRECTORY 3
 #define FAIL_OTHER 4
 #define FAIL_CHANGED 5 /* the file changed size while it was read */
+#define FAIL_UNWRITABLE 6 /* the file system refuses the write: "busy", "read-only", "not-permitted" */
 
 enum call_kind { CALL_EXEC, CALL_READ, CALL_WRITE, CALL_LIST };
 

@@ -81,6 +81,18 @@ bool file_read_produce(struct call *c) {
   return true;
 }
 
+/* A refusal of the file system rather than a fault (a file the engine bind-mounts, a read-only mount),
+ * as FAIL_UNWRITABLE names it; NULL for other errors. */
+static const char *unwritable(int err) {
+  return err == EBUSY ? "busy" : err == EROFS ? "read-only" : err == EPERM ? "not-permitted" : NULL;
+}
+
+/* Fails a write with `err`: a refusal of the file system, or another error. */
+static void write_failed(struct call *c, const char *path, int err) {
+  if (unwritable(err)) call_fail(c, FAIL_UNWRITABLE, unwritable(err), 0);
+  else call_fail(c, FAIL_OTHER, path, err);
+}
+
 /* mkdir -p of `dir` (0755 for what it creates). A component that exists and is no directory fails. */
 static int make_parents(struct call *c, char *dir) {
   for (char *p = dir + 1;; p++) {
@@ -94,7 +106,7 @@ static int make_parents(struct call *c, char *dir) {
       if (errno != EEXIST || stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
         int err = errno;
         if (err == EEXIST || err == ENOTDIR) call_fail(c, FAIL_NOT_A_DIRECTORY, dir, 0);
-        else call_fail(c, FAIL_OTHER, dir, err);
+        else write_failed(c, dir, err);
         *p = saved;
         return -1;
       }
@@ -132,9 +144,10 @@ void file_write_start(struct call *c, const char *path, uint64_t size) {
   free(dir);
   c->file_fd = open(c->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (c->file_fd < 0) {
+    int err = errno;
     free(c->tmp_path);
     c->tmp_path = NULL;
-    call_fail(c, FAIL_OTHER, path, errno);
+    write_failed(c, path, err);
     return;
   }
   fchmod(c->file_fd, 0644);
@@ -182,8 +195,8 @@ void file_write_body(struct call *c, const uint8_t *data, size_t length) {
   if (rename(c->tmp_path, c->path) < 0) {
     int err = errno;
     file_write_abort(c);
-    if (err == EISDIR || err == ENOTEMPTY || err == EEXIST || err == EBUSY) call_fail(c, FAIL_NOT_A_FILE, c->path, 0);
-    else call_fail(c, FAIL_OTHER, c->path, err);
+    if (err == EISDIR || err == ENOTEMPTY || err == EEXIST) call_fail(c, FAIL_NOT_A_FILE, c->path, 0);
+    else write_failed(c, c->path, err);
     return;
   }
   free(c->tmp_path);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 import { Readable } from 'node:stream'
-import { Errors } from '../errors.ts'
+import { Errors, UNWRITABLE_WHY } from '../errors.ts'
 import type { ExecOutcome, ExecRequest, FileDownload } from '../sandboxes/engine.ts'
 import { AgentCall } from './agent-call.ts'
 import type { AgentChannel } from './agent-channel.ts'
@@ -15,6 +15,7 @@ import {
   pathRequest,
   Req,
   readSize,
+  UNWRITABLE_KINDS,
   UPLOAD_CHUNK,
   writeRequest,
 } from './protocol.ts'
@@ -50,6 +51,10 @@ function failure(payload: Buffer, path: string): Error {
       return Errors.notADirectory(path)
     case Fail.changed:
       return Errors.fileChanged(path)
+    case Fail.unwritable: {
+      const kind = UNWRITABLE_KINDS[message as keyof typeof UNWRITABLE_KINDS]
+      return Errors.unwritablePath(path, kind ? UNWRITABLE_WHY[kind] : 'the sandbox’s file system refuses it')
+    }
     default:
       return Errors.engine(`the sandbox's agent failed: ${message}`)
   }

@@ -38,7 +38,20 @@ export const Msg = {
   body: 0x42, // 'B'
 } as const
 
-export const Fail = { notFound: 1, notAFile: 2, notADirectory: 3, other: 4, changed: 5 } as const
+export const Fail = {
+  notFound: 1,
+  notAFile: 2,
+  notADirectory: 3,
+  other: 4,
+  changed: 5,
+  unwritable: 6,
+} as const
+/** FAIL_UNWRITABLE's message: which refusal of the file system (agent/src/files.c). */
+export const UNWRITABLE_KINDS = {
+  busy: 'busy',
+  'read-only': 'readOnly',
+  'not-permitted': 'notPermitted',
+} as const
 
 export interface Frame {
   type: number

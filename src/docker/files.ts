@@ -4,7 +4,7 @@ import { PassThrough, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type Docker from 'dockerode'
 import * as tar from 'tar-stream'
-import { Errors } from '../errors.ts'
+import { Errors, UNWRITABLE_WHY } from '../errors.ts'
 import type { FileDownload } from '../sandboxes/engine.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
 import { runExec } from './exec.ts'
@@ -57,12 +57,9 @@ export async function writeFile(
  * container (/etc/hostname, /etc/hosts, /etc/resolv.conf); EROFS and EPERM: /sys, /proc (Podman).
  */
 const UNWRITABLE = [
-  {
-    pattern: /device or resource busy/,
-    why: 'the engine mounts it into the sandbox (as /etc/hostname, /etc/hosts and /etc/resolv.conf), so it cannot be replaced',
-  },
-  { pattern: /read-only file system/, why: 'it is on a read-only file system' },
-  { pattern: /operation not permitted/, why: 'the sandbox’s file system does not allow replacing it' },
+  { pattern: /device or resource busy/, why: UNWRITABLE_WHY.busy },
+  { pattern: /read-only file system/, why: UNWRITABLE_WHY.readOnly },
+  { pattern: /operation not permitted/, why: UNWRITABLE_WHY.notPermitted },
 ]
 
 /** Go's os.FileMode bits, as Docker's path stat reports them. */
