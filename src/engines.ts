@@ -22,6 +22,7 @@ export async function createEngine(config: Config, log: EngineLog): Promise<Sand
     pullTimeoutMs: config.pullTimeoutMs,
     pull: config.pull,
     criu: config.criu,
+    log,
   }
   if (config.engine === 'docker') {
     // Sandbox agents on Docker only: Podman restores a checkpoint with its parent's mounts, which would

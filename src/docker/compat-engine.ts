@@ -44,7 +44,7 @@ export interface CompatEngineOptions {
   criu: 'auto' | 'off'
   /** Sandbox agents (exec and files without the engine's exec); without them, the engine does all of it. */
   agents?: GuestAgents
-  /** Where the engine says what it does with them (the app's log). */
+  /** Where the engine says what it does with them, and a pull's progress (the app's log). */
   log?: AgentLog
 }
 
@@ -123,7 +123,9 @@ export abstract class CompatEngine implements SandboxEngine {
     if (options.pull === false) throw Errors.imageUnavailable(image, 'it is not present, and never pulled')
     const refused = pullRefusal(ref, this.opts.pull)
     if (refused) throw Errors.imageUnavailable(image, refused)
-    await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs)
+    await pullImage(this.docker, ref, image, this.opts.pullTimeoutMs, (line) =>
+      this.opts.log?.({ image }, line),
+    )
   }
 
   /** An engine's way to get a missing image other than a pull (none by default); true when it did. */

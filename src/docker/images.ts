@@ -2,6 +2,7 @@ import type Docker from 'dockerode'
 import { Errors } from '../errors.ts'
 import { type ImageReference, InvalidImageReference, parseImageReference } from '../images/reference.ts'
 import { dockerMessage, translateDockerError } from './errors.ts'
+import { type PullEvent, PullProgress } from './pull-progress.ts'
 
 /**
  * An image by name, its name one encoded segment of the API path: dockerode puts names into paths as
@@ -39,21 +40,28 @@ export async function hasImage(docker: Docker, ref: ImageReference, image: strin
   }
 }
 
-/** Pulls an image, bounded by `timeoutMs`; every failure is image_unavailable naming it (or engine_unavailable). */
+/**
+ * Pulls an image, bounded by `timeoutMs`, its progress given to `progress` a line at a time; every
+ * failure is image_unavailable naming it (or engine_unavailable).
+ */
 export async function pullImage(
   docker: Docker,
   ref: ImageReference,
   image: string,
   timeoutMs: number,
+  progress: (line: string) => void = () => {},
 ): Promise<void> {
+  const tracker = new PullProgress(image)
   const pulled = new Promise<void>((resolve, reject) => {
     docker.pull(ref.canonical, (err: unknown, stream: NodeJS.ReadableStream) => {
       if (err) return reject(err)
       docker.modem.followProgress(
         stream,
         (doneErr: unknown) => (doneErr ? reject(doneErr) : resolve()),
-        (event: { error?: string }) => {
-          if (event.error) reject(new Error(event.error))
+        (event: PullEvent) => {
+          if (event.error) return reject(new Error(event.error))
+          const line = tracker.event(event)
+          if (line) progress(line)
         },
       )
     })
@@ -64,6 +72,7 @@ export async function pullImage(
   })
   try {
     await Promise.race([pulled, timedOut])
+    progress(tracker.finished())
   } catch (err) {
     const e = err as { code?: string }
     if (e?.code === 'ECONNREFUSED' || e?.code === 'ENOENT')
