@@ -41,10 +41,13 @@ describeWithDocker('the first run: a fresh clone, no images, the README', () => 
     const engines = testEngine === 'docker' ? [new Docker()] : [new Docker(), engineClient()]
     for (const engine of engines) {
       for (const image of [`${namespace}/node:22`, `${namespace}/python:3`]) {
-        await engine
-          .getImage(`docker.io/${image}`)
-          .remove({ force: true })
-          .catch(() => undefined)
+        // Podman names what it loads from a Docker archive localhost/<name> as well.
+        for (const name of [`docker.io/${image}`, `localhost/${image}`]) {
+          await engine
+            .getImage(name)
+            .remove({ force: true })
+            .catch(() => undefined)
+        }
       }
     }
     rmSync(dir, { recursive: true, force: true })
