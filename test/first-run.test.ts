@@ -12,13 +12,13 @@ import { describeWithDocker } from './support/sdk.ts'
 
 const repoRoot = join(import.meta.dirname, '..')
 
-/** The README's Quickstart: its first TypeScript block that creates a sandbox, verbatim. */
+/** The README's Quickstart: its first JavaScript or TypeScript block that creates a sandbox, verbatim. */
 function readmeQuickstart(): string {
   const readme = readFileSync(join(repoRoot, 'README.md'), 'utf8')
-  const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)]
+  const block = [...readme.matchAll(/```(?:ts|js)\n([\s\S]*?)```/g)]
     .map((m) => m[1] ?? '')
     .find((code) => code.includes('isorun.create('))
-  if (!block) throw new Error('README.md has no ```ts block that creates a sandbox')
+  if (!block) throw new Error('README.md has no ```js or ```ts block that creates a sandbox')
   return block
 }
 
@@ -89,8 +89,9 @@ describeWithDocker('the first run: a fresh clone, no images, the README', () => 
     })
     const banner = await new Promise<{ url: string; key: string }>((resolve, reject) => {
       const timer = setInterval(() => {
-        const url = /^ISORUN_API_URL=(\S+)$/m.exec(out)?.[1]
-        const key = /^ISORUN_API_KEY=(\S+)$/m.exec(out)?.[1]
+        // The banner's lines to paste: `export ISORUN_API_URL='...'` (or without export and quotes).
+        const url = /^(?:export )?ISORUN_API_URL='?([^'\s]+)'?$/m.exec(out)?.[1]
+        const key = /^(?:export )?ISORUN_API_KEY='?([^'\s]+)'?$/m.exec(out)?.[1]
         if (url && key) {
           clearInterval(timer)
           resolve({ url, key })
