@@ -206,7 +206,7 @@ export function buildApp(deps: AppDeps): App {
       limits: sandboxes.quotas.limits,
       images: images.entries(),
     })
-  app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument), {
+  app.register(async (emu) => emulatorRoutes(emu, engine, capabilities, openApiDocument, origins), {
     prefix: '/_emulator',
   })
   // With a sandbox's API key: how its exec and files travel now.

@@ -20,6 +20,17 @@ import { describeWithDocker, waitFor } from './support/sdk.ts'
  * over a raw socket. Properties: no 5xx (but the 502 url(port) documents for a guest that does not
  * answer), an answer within the time limit, the process stays up, its memory stays bounded.
  * ISORUN_FUZZ_RUNS sets the number of requests; a failure prints fast-check's seed to replay it.
+ *
+ * The control plane is fuzzed too, for real, on a virtual clock (so that advancing it does work). What
+ * it does to later requests is kept from making the properties meaningless:
+ * - a reset, or a clock advance past the sandbox's idle timeout, destroys the sandbox and snapshot the
+ *   requests aim at: they are made again before the next request (ensureLive), as after a fuzzed
+ *   DELETE, so later requests still reach a live sandbox;
+ * - a fault is added as fuzzed but with `probability: 0` (see inert()): it is validated, stored, listed
+ *   and its pattern is matched against every later request, yet it never fires. A fired fault answers
+ *   a 5xx, drops the connection or waits up to 10 minutes on purpose, which would either fail the
+ *   properties for doing its job or, excused, leave the requests it hit unchecked. What faults do when
+ *   they fire is tested by test/control.test.ts and test/error-shape.test.ts.
  */
 
 const cli = join(import.meta.dirname, '..', 'src', 'cli.ts')
@@ -63,6 +74,8 @@ interface Parameter {
 interface Operation {
   method: string
   path: string
+  /** The operation's own server (the dashboard's origin, for the control plane), else the document's. */
+  server?: string
   parameters: Parameter[]
   body?: { contentType: string; schema?: Schema }
 }
@@ -71,7 +84,11 @@ interface OpenApiDoc {
     string,
     Record<
       string,
-      { parameters?: Parameter[]; requestBody?: { content: Record<string, { schema?: Schema }> } }
+      {
+        parameters?: Parameter[]
+        requestBody?: { content: Record<string, { schema?: Schema }> }
+        servers?: { url: string }[]
+      }
     >
   >
   components?: { schemas?: Record<string, Schema> }
@@ -89,6 +106,7 @@ function operationsOf(doc: OpenApiDoc): Operation[] {
       ops.push({
         method: method.toUpperCase(),
         path,
+        server: op.servers?.[0]?.url,
         parameters: op.parameters ?? [],
         body: contentType ? { contentType, schema: content[contentType]?.schema } : undefined,
       })
@@ -327,11 +345,30 @@ interface FuzzRequest {
   headers: [string, string][]
   body: Buffer
   op: string
+  /** Where to send it: the operation's own server, else the API's origin. */
+  server?: string
 }
 
 interface Live {
   runId: string
   snapshotId: string
+  /** An inert fault, for the routes that name one. */
+  faultId: string
+}
+
+const SAFE_METHODS = ['GET', 'HEAD', 'OPTIONS']
+
+/** A fuzzed fault that can never fire (see the top of this file): its JSON object with probability 0. */
+function inert(op: Operation, body: Buffer): Buffer {
+  if (op.method !== 'POST' || op.path !== '/_emulator/faults') return body
+  let spec: unknown
+  try {
+    spec = JSON.parse(body.toString('utf8'))
+  } catch {
+    return body
+  }
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) return body
+  return Buffer.from(JSON.stringify({ ...spec, probability: 0 }))
 }
 
 function requestFor(op: Operation, doc: OpenApiDoc, live: () => Live): fc.Arbitrary<FuzzRequest> {
@@ -342,6 +379,8 @@ function requestFor(op: Operation, doc: OpenApiDoc, live: () => Live): fc.Arbitr
       let valid: fc.Arbitrary<unknown>
       if (p.name === 'id' && op.path.startsWith('/v1/snapshots'))
         valid = fc.constant(null).map(() => live().snapshotId)
+      else if (p.name === 'id' && op.path.startsWith('/_emulator/faults'))
+        valid = fc.constant(null).map(() => live().faultId)
       else if (p.name === 'id') valid = fc.constant(null).map(() => live().runId)
       else if (p.name === 'port') valid = fc.constantFrom(String(GUEST_PORT), '9999', '0', '65536', '1')
       else valid = validValue(p.schema, doc, p.name)
@@ -391,7 +430,10 @@ function requestFor(op: Operation, doc: OpenApiDoc, live: () => Live): fc.Arbitr
             ),
           },
         )
-      : fc.constantFrom('application/octet-stream', 'text/plain', 'application/json')
+      : op.body
+        ? fc.constantFrom('application/octet-stream', 'text/plain', 'application/json')
+        : // No body: mostly a JSON type all the same, which the control plane asks of every change.
+          fc.constantFrom('application/json', 'application/json', 'application/json', '')
   const auth = fc.oneof(
     { weight: 12, arbitrary: fc.constant(`Bearer ${KEY}`) },
     { weight: 1, arbitrary: hostileString.map((s) => `Bearer ${s}`) },
@@ -429,20 +471,23 @@ function requestFor(op: Operation, doc: OpenApiDoc, live: () => Live): fc.Arbitr
         .map(([k, v]) => `${k}=${v}`)
         .join('&')
       const headers: [string, string][] = [['Authorization', auth]]
-      if (op.body) headers.push(['Content-Type', contentType])
+      if (contentType && (op.body || !SAFE_METHODS.includes(op.method)))
+        headers.push(['Content-Type', contentType])
       if (extraHeader) headers.push(extraHeader)
       return {
         method: op.method,
         target: qs ? `${path}?${qs}` : path,
         headers,
-        body,
+        body: inert(op, body),
         op: `${op.method} ${op.path}`,
+        server: op.server,
       }
     })
 }
 
 /** Sends a request byte for byte; resolves with the status (0: the connection ended without one). */
-function send(port: number, r: FuzzRequest): Promise<{ status: number; text: string }> {
+function send(r: FuzzRequest, apiPort: number): Promise<{ status: number; text: string }> {
+  const port = r.server ? Number(new URL(r.server).port) : apiPort
   return new Promise((resolvePromise, reject) => {
     const socket = connect({ host: '::1', port })
     const chunks: Buffer[] = []
@@ -489,18 +534,44 @@ describeWithDocker('fuzzing every documented route and field against a real engi
   const dataDir = mkdtempSync(join(tmpdir(), 'isorun-fuzz-'))
   let child: ChildProcessByStdio<null, Readable, Readable> | undefined
   let port = 0
+  /** The dashboard's origin, where the control plane is (the API's port answers it 404). */
+  let adminUrl = ''
   let log = ''
   let doc: OpenApiDoc
-  const live: Live = { runId: '', snapshotId: 'snap-none' }
+  const live: Live = { runId: '', snapshotId: 'snap-none', faultId: 'fault-none' }
   const base = () => `http://[::1]:${port}`
   const api = (path: string, init: RequestInit = {}) =>
-    fetch(`${base()}${path}`, {
+    fetch(`${path.startsWith('/_emulator/') ? adminUrl : base()}${path}`, {
       ...init,
       headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', ...init.headers },
     })
 
-  /** The sandbox the requests aim at: running, with a server on GUEST_PORT; made again when gone. */
+  /**
+   * What the requests aim at, made again when gone (deleted, reset, expired on the advanced clock): a
+   * running sandbox with a server on GUEST_PORT, a snapshot of it, an inert fault.
+   */
   async function ensureLive(): Promise<void> {
+    const faults = (await (await api('/_emulator/faults')).json()) as { faults: { id: string }[] }
+    if (!faults.faults.some((f) => f.id === live.faultId)) {
+      const added = await api('/_emulator/faults', {
+        method: 'POST',
+        body: JSON.stringify({ path: '^/v1/never$', probability: 0 }),
+      })
+      expect(added.status).toBe(201)
+      live.faultId = ((await added.json()) as { id: string }).id
+    }
+    await ensureSandbox()
+    const snapshots = (await (await api('/v1/snapshots')).json()) as { snapshots: { id: string }[] }
+    if (snapshots.snapshots.some((s) => s.id === live.snapshotId) || snapshotsMade >= MAX_SNAPSHOTS) return
+    snapshotsMade++
+    const snap = await api(`/v1/runs/${live.runId}/snapshot`, { method: 'POST' })
+    if (snap.status === 201) live.snapshotId = ((await snap.json()) as { snapshot_id: string }).snapshot_id
+  }
+  /** Each snapshot is a CRIU checkpoint and an image: made again after a delete or reset, up to this. */
+  const MAX_SNAPSHOTS = 15
+  let snapshotsMade = 0
+
+  async function ensureSandbox(): Promise<void> {
     if (live.runId) {
       const res = await api(`/v1/runs/${live.runId}`)
       const status = res.ok ? ((await res.json()) as { status: string }).status : 'gone'
@@ -521,15 +592,17 @@ describeWithDocker('fuzzing every documented route and field against a real engi
       }),
     })
     expect(started.status).toBe(200)
-    if (!live.snapshotId.startsWith('snap-none')) return
-    const snap = await api(`/v1/runs/${live.runId}/snapshot`, { method: 'POST' })
-    if (snap.status === 201) live.snapshotId = ((await snap.json()) as { snapshot_id: string }).snapshot_id
   }
 
   beforeAll(async () => {
     child = spawn(
       process.execPath,
-      [cli, '--port', '0', '--data-dir', dataDir, '--api-key', KEY, '--pool', '0', '--log-level', 'warn'],
+      [
+        cli,
+        ...['--port', '0', '--data-dir', dataDir, '--api-key', KEY, '--pool', '0', '--log-level', 'warn'],
+        // So that the fuzzed clock advances do work (expiring sandboxes, history) rather than a 409.
+        ...['--clock', 'virtual'],
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
         // No pulls: a fuzzed image name must never reach a registry (and waiting on one is no test).
@@ -543,12 +616,17 @@ describeWithDocker('fuzzing every documented route and field against a real engi
       log = (log + d.toString()).slice(-200_000)
     })
     const found = await waitFor(
-      async () => /^http:\/\/\[::1\]:(\d+)$/.exec(apiUrlIn(log) ?? '')?.[1],
+      async () => {
+        const api = /^http:\/\/\[::1\]:(\d+)$/.exec(apiUrlIn(log) ?? '')?.[1]
+        const admin = DASHBOARD_URL.exec(log)?.[1]
+        return api && admin ? { api, admin } : undefined
+      },
       60_000,
       50,
     )
     if (!found) throw new Error(`the emulator did not start: ${log}`)
-    port = Number(found)
+    port = Number(found.api)
+    adminUrl = found.admin
     doc = (await (await fetch(`${base()}/_emulator/openapi.json`)).json()) as OpenApiDoc
     await ensureLive()
   }, 120_000)
@@ -556,13 +634,10 @@ describeWithDocker('fuzzing every documented route and field against a real engi
   afterAll(async () => {
     if (child && child.exitCode === null) {
       // Snapshot images live in Docker: the reset removes them with every sandbox.
-      const admin = DASHBOARD_URL.exec(log)?.[1]
-      if (admin) {
-        await fetch(`${admin}/_emulator/reset`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-        }).catch(() => undefined)
-      }
+      await fetch(`${adminUrl}/_emulator/reset`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+      }).catch(() => undefined)
       const exited = new Promise((r) => child?.once('exit', r))
       child.kill('SIGTERM')
       await exited
@@ -580,6 +655,10 @@ describeWithDocker('fuzzing every documented route and field against a real engi
   it(`answers ${RUNS} fuzzed requests without a 5xx, stays up, and keeps its memory bounded`, async () => {
     const ops = operationsOf(doc)
     expect(ops.length).toBeGreaterThan(10)
+    // The control plane is sent where the document says it is served: the dashboard's origin.
+    const control = ops.filter((op) => op.path.startsWith('/_emulator/') && op.server)
+    expect(control.length).toBeGreaterThan(8)
+    for (const op of control) expect(op.server, `${op.method} ${op.path}`).toBe(adminUrl)
     // Each documented path as likely as any other (url(port) alone documents every method twice).
     const byPath = [...new Set(ops.map((op) => op.path))].map((path) => ops.filter((op) => op.path === path))
     const request = fc
@@ -592,7 +671,7 @@ describeWithDocker('fuzzing every documented route and field against a real engi
     const failures: string[] = []
     await fc.assert(
       fc.asyncProperty(request, async (r) => {
-        const { status, text } = await send(port, r).catch((err: Error) => {
+        const { status, text } = await send(r, port).catch((err: Error) => {
           throw new Error(`${err.message}: ${describeRequest(r)}`)
         })
         statuses.set(status, (statuses.get(status) ?? 0) + 1)

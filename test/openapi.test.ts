@@ -10,20 +10,32 @@ import { buildOpenApiDocument } from '../src/http/openapi.ts'
 import { PENDING } from '../src/http/routes/not-implemented.ts'
 import {
   AuditEntryWire,
+  CapabilitiesWire,
+  ClockAdvancedWire,
+  ClockWire,
   DestroyResultWire,
   DirEntriesWire,
   ErrorWire,
   ExecResultWire,
+  FaultAddedWire,
+  FaultDeletedWire,
+  FaultListWire,
+  FaultsClearedWire,
   ForkResultWire,
+  HealthWire,
   HistoryWire,
+  JournalWire,
   NetworkProfileListWire,
+  ResetWire,
   RunListWire,
   RunRecordWire,
   SnapshotDeletedWire,
   SnapshotListWire,
   SnapshotWire,
+  TenantsWire,
   UsageWireSchema,
 } from '../src/http/wire.ts'
+import { VirtualClock } from '../src/sandboxes/clock.ts'
 import { buildInjectApp } from './support/inject-app.ts'
 
 const dataDir = mkdtempSync(join(tmpdir(), 'isorun-openapi-test-'))
@@ -78,9 +90,17 @@ describe('GET /_emulator/openapi.json', () => {
     expect(new Set(ids).size).toBe(ids.length)
   })
 
-  it('documents every /v1 route Fastify registered, with each of its methods, and nothing else', () => {
-    const v1 = registered.filter((r) => r.url.startsWith('/v1/'))
-    expect(v1.length).toBeGreaterThan(20)
+  it('documents every /v1 and /_emulator route Fastify registered, with each of its methods, and nothing else', () => {
+    const v1 = registered.filter((r) => r.url.startsWith('/v1/') || r.url.startsWith('/_emulator/'))
+    expect(v1.length).toBeGreaterThan(30)
+    // The control plane is documented too, so that tools (and test/fuzz.test.ts) reach it.
+    for (const path of [
+      '/_emulator/faults',
+      '/_emulator/reset',
+      '/_emulator/clock/advance',
+      '/_emulator/health',
+    ])
+      expect(doc.paths[path], path).toBeDefined()
     const gets = new Set(v1.filter((r) => r.method === 'GET').map((r) => r.url))
     const undocumented: string[] = []
     for (const { method, url } of v1) {
@@ -100,25 +120,78 @@ describe('GET /_emulator/openapi.json', () => {
     }
   })
 
-  it('is made from the routes: a /v1 route that declares nothing for it is refused', () => {
-    expect(() => buildOpenApiDocument([{ methods: ['GET'], url: '/v1/secret', schema: {} }])).toThrow(
-      'openapi: GET /v1/secret declares no schema.openapi',
-    )
+  it('is made from the routes: a /v1 or /_emulator route that declares nothing for it is refused', () => {
+    const servers = { api: 'http://a:1', admin: 'http://a:2' }
+    expect(() =>
+      buildOpenApiDocument([{ methods: ['GET'], url: '/v1/secret', schema: {} }], servers),
+    ).toThrow('openapi: GET /v1/secret declares no schema.openapi')
+    expect(() =>
+      buildOpenApiDocument([{ methods: ['POST'], url: '/_emulator/x', schema: {} }], servers),
+    ).toThrow('openapi: POST /_emulator/x declares no schema.openapi')
   })
 
-  it('declares every path parameter, and secures every operation but url(port)', () => {
+  it('names the origin of each operation: the API’s for the document, the dashboard’s for the control plane and the dashboard', () => {
+    const servers = { api: 'http://[::1]:1001', admin: 'http://[::1]:1002' }
+    const routes = [
+      {
+        methods: ['GET'],
+        url: '/v1/usage',
+        schema: { openapi: { operationId: 'usage', tag: 'accounts' as const, summary: 's', responses: {} } },
+      },
+      {
+        methods: ['GET'],
+        url: '/_emulator/clock',
+        schema: {
+          openapi: {
+            operationId: 'clock',
+            tag: 'control' as const,
+            security: 'admin' as const,
+            origin: 'admin' as const,
+            summary: 's',
+            responses: {},
+          },
+        },
+      },
+    ]
+    const built = buildOpenApiDocument(routes, servers) as Json
+    expect(built.servers).toEqual([
+      { url: servers.api, description: expect.stringContaining('ISORUN_EMULATOR_PORT') },
+    ])
+    expect(built.paths['/v1/usage'].get.servers).toBeUndefined()
+    expect(built.paths['/_emulator/clock'].get.servers).toEqual([
+      { url: servers.admin, description: expect.stringContaining('ISORUN_EMULATOR_ADMIN_PORT') },
+    ])
+    // In the app: every control operation and the dashboard carry the dashboard's origin, nothing else does.
+    for (const [path, item] of Object.entries<Json>(doc.paths)) {
+      for (const m of OPENAPI_METHODS.filter((x) => item[x])) {
+        const admin = item[m].tags[0] === 'control' || path.startsWith('/_emulator/ui')
+        expect(item[m].servers?.length ?? 0, `${m} ${path}`).toBe(admin ? 1 : 0)
+      }
+    }
+    expect(doc.paths['/_emulator/tenants'].get.tags).toEqual(['control'])
+  })
+
+  it('declares every path parameter; the API key secures /v1 but url(port), the admin token the control plane', () => {
+    expect(doc.components.securitySchemes.adminToken).toMatchObject({ type: 'http', scheme: 'bearer' })
     for (const [path, item] of Object.entries<Json>(doc.paths)) {
       const names = [...path.matchAll(/\{(\w+)\}/g)].map((m) => m[1])
       for (const m of OPENAPI_METHODS.filter((x) => item[x])) {
         const op = item[m]
         const inPath = (op.parameters ?? []).filter((p: Json) => p.in === 'path').map((p: Json) => p.name)
         expect(inPath.sort(), `${m} ${path}`).toEqual([...names].sort())
-        if (path.includes('/proxy/')) expect(op.security).toEqual([])
-        else {
-          expect(op.security).toBeUndefined()
-          expect(resolve(op.responses[401].content['application/json'].schema)).toEqual(
-            doc.components.schemas.Error,
-          )
+        const errorAt = (status: number) => resolve(op.responses[status].content['application/json'].schema)
+        // The emulator's read-only endpoints need nothing; its exec-transport, the sandbox's API key.
+        if (path.includes('/proxy/') || (op.tags[0] === 'emulator' && !path.includes('/runs/{id}/'))) {
+          expect(op.security, `${m} ${path}`).toEqual([])
+          expect(op.responses[401]).toBeUndefined()
+        } else if (op.tags[0] === 'control') {
+          expect(path, `${m} ${path}`).toMatch(/^\/_emulator\//)
+          // Nothing (no admin token set) or the admin token; never the API key.
+          expect(op.security).toEqual([{}, { adminToken: [] }])
+          expect(errorAt(401)).toEqual(doc.components.schemas.Error)
+        } else {
+          expect(op.security, `${m} ${path}`).toBeUndefined()
+          expect(errorAt(401)).toEqual(doc.components.schemas.Error)
         }
         expect(op.responses.default).toBeDefined()
       }
@@ -249,5 +322,74 @@ describe('what the routes answer is what the document says', () => {
     const badPort = await t.app.inject({ method: 'PUT', url: `/v1/runs/${alive}/proxy/0` })
     conforms(badPort, 'put', '/v1/runs/{id}/proxy/{port}', ErrorWire)
     await call('DELETE', `/v1/runs/${alive}`)
+  })
+
+  it('for the emulator’s own routes and the control plane', async () => {
+    // The control plane's changes carry a JSON content type (what a web page cannot send elsewhere).
+    const call = (method: string, url: string, payload?: object) =>
+      t.app.inject({
+        method: method as 'GET',
+        url,
+        headers: method === 'GET' ? {} : { 'content-type': 'application/json' },
+        ...(payload ? { payload } : method === 'GET' ? {} : { payload: '' }),
+      })
+    conforms(await call('GET', '/_emulator/health'), 'get', '/_emulator/health', HealthWire)
+    conforms(await call('GET', '/_emulator/capabilities'), 'get', '/_emulator/capabilities', CapabilitiesWire)
+    const ui = await call('GET', '/_emulator/ui')
+    expect(ui.statusCode).toBe(200)
+    expect(doc.paths['/_emulator/ui'].get.responses[200].content['text/html']).toBeDefined()
+
+    const added = await call('POST', '/_emulator/faults', { path: '^/v1/nowhere$', status: 503 })
+    conforms(added, 'post', '/_emulator/faults', FaultAddedWire)
+    expect(doc.paths['/_emulator/faults'].post.requestBody.content['application/json'].schema).toEqual({
+      $ref: '#/components/schemas/FaultSpec',
+    })
+    conforms(await call('GET', '/_emulator/faults'), 'get', '/_emulator/faults', FaultListWire)
+    conforms(
+      await call('POST', '/_emulator/faults', { path: '(?=x)' }),
+      'post',
+      '/_emulator/faults',
+      ErrorWire,
+    )
+    const id = added.json().id
+    conforms(
+      await call('DELETE', `/_emulator/faults/${id}`),
+      'delete',
+      '/_emulator/faults/{id}',
+      FaultDeletedWire,
+    )
+    conforms(await call('DELETE', `/_emulator/faults/${id}`), 'delete', '/_emulator/faults/{id}', ErrorWire)
+    conforms(await call('DELETE', '/_emulator/faults'), 'delete', '/_emulator/faults', FaultsClearedWire)
+
+    conforms(await call('GET', '/_emulator/clock'), 'get', '/_emulator/clock', ClockWire)
+    // This app's clock is the real one: advancing it is a conflict.
+    conforms(
+      await call('POST', '/_emulator/clock/advance', { seconds: 1 }),
+      'post',
+      '/_emulator/clock/advance',
+      ErrorWire,
+    )
+    conforms(await call('POST', '/_emulator/reset', {}), 'post', '/_emulator/reset', ResetWire)
+    conforms(await call('GET', '/_emulator/requests?limit=5'), 'get', '/_emulator/requests', JournalWire)
+    conforms(await call('GET', '/_emulator/tenants'), 'get', '/_emulator/tenants', TenantsWire)
+    conforms(await call('GET', '/_emulator/requests?limit=0'), 'get', '/_emulator/requests', ErrorWire)
+  })
+
+  it('for the virtual clock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'isorun-openapi-clock-'))
+    const v = buildInjectApp(dir, { clock: new VirtualClock(0) })
+    try {
+      const res = await v.app.inject({
+        method: 'POST',
+        url: '/_emulator/clock/advance',
+        headers: { 'content-type': 'application/json' },
+        payload: { seconds: 60 },
+      })
+      conforms(res, 'post', '/_emulator/clock/advance', ClockAdvancedWire)
+      expect(res.json().now).toBe('1970-01-01T00:01:00.000Z')
+    } finally {
+      await v.app.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -8,7 +8,7 @@ export interface JournalEntry {
   status: number
   duration_ms: number
   /** The request's JSON body, or (past JOURNAL_BODY_LIMIT) the head of its JSON text. */
-  body: unknown
+  body?: unknown
   /** Set when `body` is only the head of the JSON text; `body_bytes` is the whole text's size. */
   body_truncated?: true
   body_bytes?: number

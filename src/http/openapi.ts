@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { METHODS } from 'node:http'
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
 import { z } from 'zod'
+import { FaultSpec } from '../control/faults.ts'
 import { CreateRunBody, ExecBody, ForkBody, PatchRunBody, RestoreBody } from './schemas.ts'
 import {
   AuditEntryWire,
@@ -21,10 +22,12 @@ import {
 } from './wire.ts'
 
 /**
- * The OpenAPI 3.1 document of the /v1 surface, served at `GET /_emulator/openapi.json`, generated from
- * the routes themselves: each /v1 route declares its `params`, `querystring` and `body` schemas (the
- * ones Fastify validates with) and, under `schema.openapi`, what the document says beside them (id,
- * summary, answers with their wire.ts schemas). A /v1 route without that is an error at generation.
+ * The OpenAPI 3.1 document of the /v1 surface and of the emulator's own namespace (/_emulator: health,
+ * capabilities, this document, the dashboard and the test-double control plane), served at
+ * `GET /_emulator/openapi.json`, generated from the routes themselves: each route declares its `params`,
+ * `querystring` and `body` schemas (the ones Fastify validates with) and, under `schema.openapi`, what
+ * the document says beside them (id, summary, answers with their wire.ts schemas). A route under either
+ * prefix without that is an error at generation.
  */
 
 type ObjectSchema = z.ZodObject
@@ -47,8 +50,16 @@ export interface OperationDoc {
   responses: Record<string, ResponseDoc>
   /** A raw request body of any content type instead of JSON: what it is. */
   rawBody?: string
-  /** url(port): the URL is the credential, no API key. */
-  public?: boolean
+  /**
+   * Who may call: `apiKey` (the default, /v1), `none` (url(port), whose URL is the credential, and the
+   * emulator's read-only endpoints), `admin` (the control plane: see its security scheme).
+   */
+  security?: 'apiKey' | 'none' | 'admin'
+  /**
+   * Which origin serves it (origins.ts): `api` (the default: the document's `servers`) or `admin`, the
+   * dashboard's own port, which the operation's own `servers` entry names; the other answers it 404.
+   */
+  origin?: 'api' | 'admin'
   /** Path parameters the route checks by hand (url(port) forwards its raw URL), for the document only. */
   params?: ObjectSchema
 }
@@ -64,7 +75,17 @@ export const json = (description: string, schema: z.ZodType): ResponseDoc => ({ 
 export const error = (description: string): ResponseDoc => ({ description, schema: ErrorWire })
 
 /** The document's tags, in its order. */
-const TAGS = ['runs', 'exec', 'files', 'state', 'accounts', 'proxy', 'not implemented'] as const
+const TAGS = [
+  'runs',
+  'exec',
+  'files',
+  'state',
+  'accounts',
+  'proxy',
+  'not implemented',
+  'emulator',
+  'control',
+] as const
 type Tag = (typeof TAGS)[number]
 
 type Method = 'get' | 'put' | 'post' | 'delete' | 'options' | 'head' | 'patch' | 'trace'
@@ -89,7 +110,7 @@ export function urlPortDoc(operationId: string, params: ObjectSchema): Operation
       'No API key needed: the URL embeds the unguessable run id. A bearer header is accepted and not ' +
       'forwarded. WebSocket upgrades are passed through. The guest answers; errors below are the emulator’s.',
     params,
-    public: true,
+    security: 'none',
     responses: {
       default: { description: "the guest's answer, as it sent it", contentType: '*/*' },
       400: error('port is not an integer in [1, 65535]'),
@@ -104,7 +125,7 @@ export function urlPortDoc(operationId: string, params: ObjectSchema): Operation
 
 interface Operation {
   method: Method
-  /** Fastify's form, under /v1: `/runs/:id`, `*` for a wildcard. */
+  /** Fastify's form: `/v1/runs/:id`, `*` for a wildcard. */
   path: string
   doc: OperationDoc
   operationId: string
@@ -175,8 +196,16 @@ const NAMED = new Map<z.ZodType, string>([
   [HistoryWire, 'History'],
   [AuditEntryWire, 'AuditEntry'],
   [NetworkProfileListWire, 'NetworkProfileList'],
+  [FaultSpec, 'FaultSpec'],
 ])
-const REQUEST_SCHEMAS = new Set<z.ZodType>([CreateRunBody, PatchRunBody, ExecBody, ForkBody, RestoreBody])
+const REQUEST_SCHEMAS = new Set<z.ZodType>([
+  CreateRunBody,
+  PatchRunBody,
+  ExecBody,
+  ForkBody,
+  RestoreBody,
+  FaultSpec,
+])
 
 function ref(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
   const name = NAMED.get(schema)
@@ -201,7 +230,13 @@ function responses(op: Operation): Record<string, JsonSchema> {
   const all: Record<string, ResponseDoc> = { ...op.doc.responses }
   // The failures every operation of a kind can have, so routes list only the particular ones.
   if (op.params || op.query || op.body) all[400] ??= error('validation_failed: details.field names the field')
-  if (!op.doc.public) all[401] ??= error('missing or invalid API key')
+  const security = op.doc.security ?? 'apiKey'
+  if (security === 'apiKey') all[401] ??= error('missing or invalid API key')
+  if (security === 'admin') {
+    all[401] ??= error('with an admin token set: missing or wrong admin token')
+    all[403] ??= error('without an admin token: a peer off loopback; or an Origin not the emulator’s own')
+    if (op.method !== 'get') all[415] ??= error('a change without Content-Type: application/json')
+  }
   if (op.path.includes(':id')) all[404] ??= error('no such sandbox (or not this key’s)')
   all.default ??= error('any other failure (500 internal, 503 engine_unavailable, ...)')
   const out: Record<string, JsonSchema> = {}
@@ -213,7 +248,28 @@ function responses(op: Operation): Record<string, JsonSchema> {
   return out
 }
 
-function operationObject(op: Operation): JsonSchema {
+/** Each kind's `security` requirement, beside the document's default (the API key). */
+const SECURITY: Record<NonNullable<OperationDoc['security']>, JsonSchema> = {
+  apiKey: {},
+  none: { security: [] },
+  // Either nothing (loopback, no admin token set) or the admin token.
+  admin: { security: [{}, { adminToken: [] }] },
+}
+
+/** Where each origin is, as the document names it to whoever asked (see openApiFromRoutes). */
+export interface ServerUrls {
+  api: string
+  admin: string
+}
+
+const ORIGIN_NOTES = {
+  api: "the API's origin (ISORUN_EMULATOR_PORT): /v1, url(port) and the emulator's read-only endpoints",
+  admin:
+    "the dashboard's own origin (ISORUN_EMULATOR_ADMIN_PORT): the dashboard and the control plane; " +
+    "the API's origin answers these 404",
+} as const
+
+function operationObject(op: Operation, servers: ServerUrls): JsonSchema {
   const params = [...parameters(op.params, 'path'), ...parameters(op.query, 'query')]
   const declared = new Set(params.filter((p) => p.in === 'path').map((p) => p.name))
   for (const [, name] of openApiPath(op.path).matchAll(/\{([^}]+)\}/g)) {
@@ -229,7 +285,8 @@ function operationObject(op: Operation): JsonSchema {
     ...(params.length ? { parameters: params } : {}),
     ...(body ? { requestBody: body } : {}),
     responses: responses(op),
-    ...(doc.public ? { security: [] } : {}),
+    ...SECURITY[doc.security ?? 'apiKey'],
+    ...(doc.origin === 'admin' ? { servers: [{ url: servers.admin, description: ORIGIN_NOTES.admin }] } : {}),
   }
 }
 
@@ -248,7 +305,7 @@ interface DocumentedRoute {
 function operationsOf(route: DocumentedRoute): { operations: Operation[]; extra: string[] } {
   const doc = route.schema?.openapi
   if (!doc) throw new Error(`openapi: ${route.methods.join(',')} ${route.url} declares no schema.openapi`)
-  const path = route.url.replace(/^\/v1/, '')
+  const path = route.url
   const several = route.methods.length > 1
   const operations = OPENAPI_METHODS.filter((m) => route.methods.includes(m.toUpperCase())).map((method) => ({
     method,
@@ -273,18 +330,21 @@ function version(): string {
   return String(pkg.version)
 }
 
-/** Builds the document from the routes registered under /v1. */
-export function buildOpenApiDocument(routes: readonly DocumentedRoute[]): JsonSchema {
+/** The prefixes whose routes the document covers (each must declare `schema.openapi`). */
+const DOCUMENTED_PREFIXES = ['/v1/', '/_emulator/']
+
+/** Builds the document from the routes registered under /v1 and /_emulator. */
+export function buildOpenApiDocument(routes: readonly DocumentedRoute[], servers: ServerUrls): JsonSchema {
   const paths: Record<string, Record<string, unknown>> = {}
   const tags = new Set<Tag>()
   for (const route of routes) {
     const { operations, extra } = operationsOf(route)
-    const path = `/v1${openApiPath(route.url.replace(/^\/v1/, ''))}`
+    const path = openApiPath(route.url)
     const item = paths[path] ?? {}
     paths[path] = item
     for (const op of operations) {
       if (item[op.method]) throw new Error(`openapi: ${op.method} ${route.url} documented twice`)
-      item[op.method] = operationObject(op)
+      item[op.method] = operationObject(op, servers)
       tags.add(op.doc.tag)
     }
     if (extra.length) item['x-additional-methods'] = extra
@@ -299,10 +359,12 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[]): JsonSc
       title: 'isorun-emulator',
       version: version(),
       description:
-        'The Isorun sandbox runner REST surface (/v1) as served by isorun-emulator, for isorun@1.0.1. ' +
-        'Generated from the zod schemas that validate requests.',
+        'The Isorun sandbox runner REST surface (/v1) as served by isorun-emulator, for isorun@1.0.1, and ' +
+        'the emulator’s own namespace (/_emulator: health, capabilities, this document, the dashboard, ' +
+        'the test-double control plane). Generated from the routes and the zod schemas that validate requests.',
     },
     tags: TAGS.filter((t) => tags.has(t)).map((name) => ({ name })),
+    servers: [{ url: servers.api, description: ORIGIN_NOTES.api }],
     security: [{ bearerAuth: [] }],
     paths,
     components: {
@@ -313,6 +375,13 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[]): JsonSc
           description:
             'The API key. Without --api-key any non-empty key is accepted; each key sees only its own sandboxes.',
         },
+        adminToken: {
+          type: 'http',
+          scheme: 'bearer',
+          description:
+            'The control plane’s admin token (--admin-token, ISORUN_EMULATOR_ADMIN_TOKEN). Without one set, ' +
+            'the control plane needs none (see docs/security.md).',
+        },
       },
       schemas,
     },
@@ -321,21 +390,23 @@ export function buildOpenApiDocument(routes: readonly DocumentedRoute[]): JsonSc
 
 /**
  * Follows the app's routes as they are registered (call before registering any), and builds the
- * document from the /v1 ones once, on first use, when every route is known.
+ * document from the documented ones on first use, when every route is known; again only when the
+ * origins it names change (one kept: the host they carry is the asker's).
  */
-export function openApiFromRoutes(app: FastifyInstance): () => JsonSchema {
+export function openApiFromRoutes(app: FastifyInstance): (servers: ServerUrls) => JsonSchema {
   const routes: DocumentedRoute[] = []
   app.addHook('onRoute', (route: RouteOptions) => {
-    if (!route.url.startsWith('/v1/')) return
+    if (!DOCUMENTED_PREFIXES.some((prefix) => route.url.startsWith(prefix))) return
     const methods = [route.method].flat()
     // Fastify adds a HEAD route beside every GET (exposeHeadRoutes): it answers as the GET does.
     const head = methods.length === 1 && methods[0] === 'HEAD'
     if (head && routes.some((r) => r.url === route.url && r.methods.includes('GET'))) return
     routes.push({ methods, url: route.url, schema: route.schema })
   })
-  let cached: JsonSchema | undefined
-  return () => {
-    cached ??= buildOpenApiDocument(routes)
-    return cached
+  let cached: { key: string; doc: JsonSchema } | undefined
+  return (servers) => {
+    const key = `${servers.api} ${servers.admin}`
+    if (cached?.key !== key) cached = { key, doc: buildOpenApiDocument(routes, servers) }
+    return cached.doc
   }
 }

@@ -2,6 +2,9 @@ import { z } from 'zod'
 import type { HistoryRecord } from '../accounts/history.ts'
 import type { UsageWire } from '../accounts/usage.ts'
 import type { AuditEntry } from '../audit/chain.ts'
+import type { Capabilities } from '../capabilities.ts'
+import { type Fault, FaultSpec } from '../control/faults.ts'
+import type { JournalEntry } from '../control/journal.ts'
 import type { ResetResult } from '../control/reset.ts'
 import type { Tenant } from '../control/tenants.ts'
 import type { NetworkProfile } from '../egress/profiles.ts'
@@ -145,6 +148,96 @@ export const NetworkProfileWire = z.strictObject({
 
 export const NetworkProfileListWire = z.array(NetworkProfileWire)
 
+// --- the emulator's own namespace, /_emulator --------------------------------------------------
+
+export const HealthWire = z.strictObject({ status: z.literal('ok') })
+
+const section = (description: string) => z.looseObject({}).meta({ description })
+
+/** By section; the sections' fields are what src/capabilities.ts describes (docs/api.md). */
+export const CapabilitiesWire = z.strictObject({
+  engine: section('what the engine said at start (null: not asked)').nullable(),
+  engines: section('what each engine can do on this host and on another'),
+  limits: section('which resource limits are enforced; per sandbox and per key'),
+  exec: section('exec output limit, what a timeout kills'),
+  memory_state: section('whether checkpoints keep processes and memory (CRIU) or files only'),
+  egress: section('how egress policies are enforced here, as of now'),
+  proxy_fast_lane: z.boolean(),
+  cdp_root_discovery: section('DevTools discovery at the root'),
+  image_map: z.array(z.strictObject({ requested: z.string(), image: z.string(), from: z.string() })).meta({
+    description: 'what each requested image runs as here (the image map), and where that came from',
+  }),
+})
+
+export const FaultWire = FaultSpec.extend({
+  id: z.string(),
+  hits: z.number().int().meta({ description: 'times it has fired' }),
+}).strict()
+export const FaultListWire = z.strictObject({ faults: z.array(FaultWire) })
+export const FaultAddedWire = z.strictObject({ id: z.string() })
+export const FaultDeletedWire = z.strictObject({ deleted: z.string() })
+export const FaultsClearedWire = z.strictObject({
+  deleted: z.number().int().meta({ description: 'how many faults there were' }),
+})
+
+export const ClockWire = z.strictObject({ mode: z.enum(['virtual', 'real']), now: z.string() })
+export const ClockAdvancedWire = z.strictObject({ now: z.string() })
+
+export const ResetWire = z.strictObject({
+  destroyed: z.number().int(),
+  snapshots_deleted: z.number().int(),
+})
+
+export const JournalEntryWire = z.strictObject({
+  at: z.string(),
+  method: z.string(),
+  path: z.string(),
+  key_hash: z.string().nullable(),
+  status: z.number().int(),
+  duration_ms: z.number(),
+  body: z.unknown().optional().meta({
+    description: 'the JSON body (absent without one), credential values masked; its head past 4 KiB',
+  }),
+  body_truncated: z.literal(true).optional(),
+  body_bytes: z.number().int().optional(),
+})
+export const JournalWire = z.strictObject({ requests: z.array(JournalEntryWire) })
+
+/** `GET /_emulator/tenants` (toTenantWire below). */
+export const TenantsWire = z.strictObject({
+  now: z.string(),
+  tenants: z.array(
+    z.strictObject({
+      tenant: z.string().meta({ description: 'the API key’s SHA-256' }),
+      label: z.string(),
+      snapshots: z.number().int(),
+      destroyed: z.number().int(),
+      last_created_at: z.string().nullable(),
+      sandboxes: z.array(
+        z.strictObject({
+          id: z.string(),
+          last_activity_at: z.string(),
+          idle_deadline_at: z.string().nullable(),
+          busy: z.boolean(),
+          network: z
+            .strictObject({
+              profile: z.string().nullable(),
+              allow: z.array(z.string()).optional(),
+              deny: z.array(z.string()).optional(),
+            })
+            .nullable(),
+        }),
+      ),
+    }),
+  ),
+})
+
+/** `GET /_emulator/runs/:id/exec-transport`. */
+export const ExecTransportWire = z.strictObject({
+  transport: z.string().meta({ description: 'agent, docker-exec or engine-exec (docs/agent.md)' }),
+  reason: z.string(),
+})
+
 /** url(port)'s path parameters: validated in routes/proxy.ts by hand (the raw URL is forwarded as is). */
 export const ProxyParams = z.object({
   id: RunParams.shape.id,
@@ -222,7 +315,7 @@ export function toForkWire(r: ForkResult): Wire<typeof ForkResultWire> {
 }
 
 /** `POST /_emulator/reset` (and startEmulator()'s reset()). */
-export function toResetWire(r: ResetResult): { destroyed: number; snapshots_deleted: number } {
+export function toResetWire(r: ResetResult): Wire<typeof ResetWire> {
   return { destroyed: r.destroyed, snapshots_deleted: r.snapshotsDeleted }
 }
 
@@ -239,10 +332,13 @@ export type WireDriftChecks = [
   Holds<Describes<typeof HistoryEntryWire, Omit<HistoryRecord, 'owner' | 'reason'>>>,
   Holds<Describes<typeof AuditEntryWire, AuditEntry>>,
   Holds<Describes<typeof NetworkProfileWire, NetworkProfile>>,
+  Holds<Describes<typeof JournalEntryWire, JournalEntry>>,
+  Holds<SameKeys<z.output<typeof FaultWire>, Fault>>,
+  Holds<SameKeys<z.output<typeof CapabilitiesWire>, Capabilities>>,
 ]
 
 /** `GET /_emulator/tenants`: a tenant is an API key by its SHA-256; `label` names the banner's sample key. */
-export function toTenantWire(t: Tenant) {
+export function toTenantWire(t: Tenant): Wire<typeof TenantsWire>['tenants'][number] {
   return {
     tenant: t.owner,
     label: t.owner === SAMPLE_KEY_HASH ? SAMPLE_API_KEY : `key ${t.owner.slice(0, 12)}`,

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import type { GuestOperations } from '../../sandboxes/guest-operations.ts'
 import { error, json } from '../openapi.ts'
 import { ExecBody, RunParams } from '../schemas.ts'
-import { ExecResultWire, toExecWireJson } from '../wire.ts'
+import { ExecResultWire, ExecTransportWire, toExecWireJson } from '../wire.ts'
 import type { ZodTypeProvider } from '../zod-provider.ts'
 
 export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): void {
@@ -35,7 +35,19 @@ export function execRoutes(fastify: FastifyInstance, guest: GuestOperations): vo
 /** How exec and files reach one of the caller's sandboxes (its agent or the engine's exec), and why. */
 export function execTransportRoutes(fastify: FastifyInstance, guest: GuestOperations): void {
   const app = fastify.withTypeProvider<ZodTypeProvider>()
-  app.get('/runs/:id/exec-transport', { schema: { params: RunParams } }, async (request) =>
-    guest.execTransport(request.owner, request.params.id),
+  app.get(
+    '/runs/:id/exec-transport',
+    {
+      schema: {
+        params: RunParams,
+        openapi: {
+          operationId: 'execTransport',
+          tag: 'emulator',
+          summary: 'How the sandbox’s exec and files travel now (its agent or the engine’s exec), and why',
+          responses: { 200: json('the transport and why', ExecTransportWire) },
+        },
+      },
+    },
+    async (request) => guest.execTransport(request.owner, request.params.id),
   )
 }

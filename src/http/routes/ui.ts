@@ -1,7 +1,17 @@
 import { createHash } from 'node:crypto'
 import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { OperationDoc } from '../openapi.ts'
 import type { OriginUrls } from '../origins.ts'
 import { dashboardHtml } from '../ui/dashboard.ts'
+
+const UI_DOC: OperationDoc = {
+  operationId: 'dashboard',
+  tag: 'emulator',
+  security: 'none',
+  origin: 'admin',
+  summary: 'The dashboard (a page; its script calls /v1 on its own origin, with a key or as a tenant)',
+  responses: { 200: { description: 'the page', contentType: 'text/html' } },
+}
 
 /**
  * The dashboard at `/_emulator/ui`, on the dashboard's own origin (origins.ts): a static page (no auth to
@@ -23,8 +33,8 @@ export function uiRoutes(app: FastifyInstance, origins: OriginUrls): void {
   }
   const serve = async (_request: unknown, reply: FastifyReply) =>
     reply.headers(headers).send(withApiPort(template, origins.api))
-  app.get('/ui', serve)
-  app.get('/ui/', serve)
+  app.get('/ui', { schema: { openapi: UI_DOC } }, serve)
+  app.get('/ui/', { schema: { openapi: { ...UI_DOC, operationId: 'dashboardSlash' } } }, serve)
 }
 
 const API_PORT_META = '<meta name="isorun-api-port" content="">'
