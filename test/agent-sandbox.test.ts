@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import type { Sandbox } from 'isorun'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest'
 import { testEngine } from './support/engine.ts'
 import {
   apiUrl,
@@ -26,7 +26,11 @@ import { memoryCapability } from './support/state.ts'
  */
 const agentOn = process.env.ISORUN_EMULATOR_AGENT !== 'off' && testEngine === 'docker'
 const withoutAgent = testEngine === 'docker' ? 'docker-exec' : 'engine-exec'
-const itAgent = agentOn ? it : it.skip
+const noAgentReason =
+  testEngine !== 'docker' ? `${testEngine} offers no sandbox agent` : 'ISORUN_EMULATOR_AGENT=off'
+/** The agent's own checks: skipped, saying why, where no agent runs. */
+const itAgent = (name: string, ...rest: [(ctx: TestContext) => unknown, number?]) =>
+  agentOn ? it(name, ...rest) : it.skip(`${name} [skipped: ${noAgentReason}]`, ...rest)
 
 /** The sandbox's exec transport, as the emulator reports it. */
 async function transport(key: string, s: Sandbox): Promise<{ transport: string; reason: string }> {
